@@ -1,0 +1,207 @@
+"""Runs: the `summary.json` record a run directory ends with, its validation, and its storage.
+
+A run directory `runs/<slug>/<run-id>/` holds the executed notebook, `results.json` (what the notebook
+recorded), figures, and `summary.json`, written by the runner after comparing the results with
+`expected.csv` and evaluating the claims. `summary.json` is the whole record of a run: the database
+row is derived from it (`store_run`), locally by the runner and on the nightly's ingest job by
+`catalog ingest-runs`, so both paths store identical rows.
+
+summary.json (schema_version 1); times are ISO 8601 with a timezone, numbers are JSON numbers:
+
+    {
+      "schema_version": 1,
+      "run_id": "20261121T050102Z-fgsm-small-1a2b3c",   # unique; also the folder name
+      "slug": "fgsm", "scale": "small",                  # scale after `auto` is resolved
+      "status": "succeeded" | "failed",
+      "seed": 0,
+      "parameters": {...},                                # the notebook's parameters cell values
+      "started_at": "...", "finished_at": "...", "wall_seconds": 123.4,
+      "provenance": {"git_commit": "...", "git_dirty": false, "device": "cpu" | "NVIDIA H100 80GB HBM3",
+                     "host": "...", "python": "3.11.7", "torch": "2.9.0", "torchvision": "0.24.0",
+                     "cuda": null | "12.8", "executor": "local" | "slurm" | ...},
+      "run_key": null | "sha256...",                      # skip-unchanged key (nightly)
+      "reused_from": null | "<run id>",
+      "notebook": "reproduce.ipynb",                      # relative to the run directory
+      "error": null | "traceback text",
+      "rows": [{"id": "...", "value": 12.3 | null, "paper": 10.0 | null, "tolerance": 2.0 | null,
+                "delta": 2.3 | null, "verdict": "match" | "deviates" | "not_compared" | "not_run",
+                "reason": null | "why not run / why not compared"}],
+      "metrics": [{"name": "...", "value": 1.0}],
+      "claims": [{"id": "...", "text": "...", "holds": true | false | null, "detail": "..."}],
+      "figures": [{"path": "figures/x.png", "caption": "..."}]
+    }
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from sqlmodel import Session, select
+
+from catalog import CatalogError
+from catalog.models import ClaimResult, Measurement, Run, RunArtifact
+
+SCHEMA_VERSION = 1
+STATUSES = {"succeeded", "failed"}
+VERDICTS = {"match", "deviates", "not_compared", "not_run"}
+REQUIRED = ("run_id", "slug", "scale", "status")
+
+
+def _number(value: Any, where: str) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise CatalogError(f"{where}: expected a number or null, got {value!r}")
+    if math.isnan(value) or math.isinf(value):
+        raise CatalogError(f"{where}: {value!r} is not a finite number")
+    return float(value)
+
+
+def _time(value: Any, where: str) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        return datetime.fromisoformat(value)
+    except (TypeError, ValueError) as exc:
+        raise CatalogError(f"{where}: {value!r} is not an ISO 8601 time") from exc
+
+
+def validate_summary(summary: Any, source: str = "summary.json") -> dict[str, Any]:
+    """Check a summary against schema 1; raise `CatalogError` naming `source` and the field."""
+    if not isinstance(summary, dict):
+        raise CatalogError(f"{source}: top level must be a JSON object")
+    version = summary.get("schema_version")
+    if version != SCHEMA_VERSION:
+        raise CatalogError(f"{source}: schema_version {version!r} is not {SCHEMA_VERSION}")
+    for field in REQUIRED:
+        if not isinstance(summary.get(field), str) or not summary[field]:
+            raise CatalogError(f"{source}: field {field!r} is missing or not a string")
+    if summary["status"] not in STATUSES:
+        raise CatalogError(
+            f"{source}: status {summary['status']!r} is not one of {sorted(STATUSES)}"
+        )
+    for name in ("rows", "metrics", "claims", "figures"):
+        if not isinstance(summary.get(name, []), list):
+            raise CatalogError(f"{source}: field {name!r} must be a list")
+    for i, row in enumerate(summary.get("rows", [])):
+        where = f"{source}: rows[{i}]"
+        if not isinstance(row, dict) or not isinstance(row.get("id"), str):
+            raise CatalogError(f"{where}: needs a string 'id'")
+        if row.get("verdict") not in VERDICTS:
+            raise CatalogError(f"{where} ({row['id']}): verdict {row.get('verdict')!r} unknown")
+        for field in ("value", "paper", "tolerance", "delta"):
+            _number(row.get(field), f"{where} ({row['id']}).{field}")
+    for i, metric in enumerate(summary.get("metrics", [])):
+        if not isinstance(metric, dict) or not isinstance(metric.get("name"), str):
+            raise CatalogError(f"{source}: metrics[{i}] needs a string 'name'")
+        _number(metric.get("value"), f"{source}: metrics[{i}] ({metric['name']}).value")
+    for i, claim in enumerate(summary.get("claims", [])):
+        if not isinstance(claim, dict) or not isinstance(claim.get("id"), str):
+            raise CatalogError(f"{source}: claims[{i}] needs a string 'id'")
+        if claim.get("holds") not in (True, False, None):
+            raise CatalogError(
+                f"{source}: claims[{i}] ({claim['id']}).holds must be true/false/null"
+            )
+    for field in ("started_at", "finished_at"):
+        _time(summary.get(field), f"{source}: {field}")
+    _number(summary.get("wall_seconds"), f"{source}: wall_seconds")
+    return summary
+
+
+def load_summary(run_dir: Path) -> dict[str, Any]:
+    """Read and validate `run_dir/summary.json`."""
+    path = run_dir / "summary.json"
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise CatalogError(f"{path}: no summary.json (not a run directory?)") from exc
+    except json.JSONDecodeError as exc:
+        raise CatalogError(f"{path}:{exc.lineno}: malformed JSON: {exc.msg}") from exc
+    return validate_summary(data, str(path))
+
+
+def store_run(session: Session, summary: dict[str, Any], run_dir: str | None = None) -> Run:
+    """Insert (or replace) the run described by a validated summary, in the caller's transaction.
+
+    Storing the same summary twice leaves one identical row: ingest is idempotent.
+    """
+    summary = validate_summary(summary)
+    existing = session.get(Run, summary["run_id"])
+    if existing is not None:
+        session.delete(existing)
+        session.flush()
+    prov = summary.get("provenance") or {}
+    run = Run(
+        id=summary["run_id"],
+        slug=summary["slug"],
+        scale=summary["scale"],
+        status=summary["status"],
+        seed=summary.get("seed"),
+        parameters=summary.get("parameters") or {},
+        started_at=_time(summary.get("started_at"), "started_at"),
+        finished_at=_time(summary.get("finished_at"), "finished_at"),
+        wall_seconds=summary.get("wall_seconds"),
+        git_commit=prov.get("git_commit"),
+        git_dirty=prov.get("git_dirty"),
+        device=prov.get("device"),
+        host=prov.get("host"),
+        python_version=prov.get("python"),
+        torch_version=prov.get("torch"),
+        torchvision_version=prov.get("torchvision"),
+        cuda_version=prov.get("cuda"),
+        executor=prov.get("executor"),
+        run_key=summary.get("run_key"),
+        reused_from=summary.get("reused_from"),
+        run_dir=run_dir,
+        notebook_path=summary.get("notebook"),
+        error=summary.get("error"),
+        summary=summary,
+    )
+    run.measurements = [
+        Measurement(
+            row_id=row["id"],
+            value=row.get("value"),
+            paper_value=row.get("paper"),
+            tolerance=row.get("tolerance"),
+            delta=row.get("delta"),
+            verdict=row["verdict"],
+            reason=row.get("reason"),
+        )
+        for row in summary.get("rows", [])
+    ] + [
+        Measurement(name=m["name"], value=m.get("value"), verdict="measured")
+        for m in summary.get("metrics", [])
+    ]
+    run.claims = [
+        ClaimResult(
+            claim_id=c["id"],
+            text=c.get("text") or c["id"],
+            holds=c.get("holds"),
+            detail=c.get("detail"),
+        )
+        for c in summary.get("claims", [])
+    ]
+    run.artifacts = [
+        RunArtifact(kind="figure", path=f["path"], caption=f.get("caption"))
+        for f in summary.get("figures", [])
+    ]
+    if summary.get("notebook"):
+        run.artifacts.append(RunArtifact(kind="notebook", path=summary["notebook"]))
+    session.add(run)
+    session.flush()
+    return run
+
+
+def latest_runs(
+    session: Session, slug: str, scale: str | None = None, limit: int = 20
+) -> list[Run]:
+    """The newest runs of a reproduction (optionally of one scale), newest first."""
+    query = select(Run).where(Run.slug == slug)
+    if scale is not None:
+        query = query.where(Run.scale == scale)
+    query = query.order_by(Run.started_at.desc(), Run.id.desc()).limit(limit)
+    return list(session.exec(query))
