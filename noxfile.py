@@ -38,7 +38,16 @@ def _shared_env(session: nox.Session) -> dict[str, str]:
         if not (SHARED / "bin" / "python").exists():
             session.run(uv, "venv", "-q", "--python", sys.executable, str(SHARED), external=True)
         session.run(
-            uv, "pip", "install", "-q", "--python", _bin("python"), "-e", ".", "--group", "dev",
+            uv,
+            "pip",
+            "install",
+            "-q",
+            "--python",
+            _bin("python"),
+            "-e",
+            ".",
+            "--group",
+            "dev",
             external=True,
         )
         STAMP.write_text(digest)
@@ -90,5 +99,12 @@ def bench(session: nox.Session) -> None:
     for script in sorted((ROOT / "benchmarks").glob("bench_*.py")):
         session.log(f"== {script.name}")
         json_out = out / f"{script.stem}.json"
-        session.run(_bin("python"), str(script), "--json", str(json_out), *session.posargs,
-                    env=env, external=True)
+        session.run(
+            _bin("python"),
+            str(script),
+            "--json",
+            str(json_out),
+            *session.posargs,
+            env=env,
+            external=True,
+        )
