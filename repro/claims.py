@@ -1,0 +1,154 @@
+"""A paper's qualitative claims, as checks over the measured results of a run.
+
+`repro/<slug>/claims.py` defines `CLAIMS: list[Claim]`:
+
+    from repro.claims import Claim, Results
+
+    def _fgsm_fools(r: Results) -> tuple[bool, str]:
+        err = r["mnist_maxout_fgsm_error"]            # a recorded row (Missing if not recorded)
+        return err > 50, f"error under FGSM {err:.1f}% (claim: most examples fooled)"
+
+    CLAIMS = [Claim("fgsm_fools", "FGSM at eps 0.25 fools a standard network most of the time",
+                    _fgsm_fools)]
+
+Claims are evaluated at every scale (numbers are compared with the paper only at `full`). A check
+that reads a value the run did not record raises `Missing`; the claim is then reported with
+`holds=None` ("not evaluated: ..."), never as failed. A check that crashes for another reason is
+also reported `holds=None`, with the exception in the detail, so that a bug in a claim never costs
+the measurements of a long run.
+
+The runner loads `claims.py` by file path (not as `repro.<slug>.claims`), so that a reproduction
+folder outside the installed package (a test's temporary project, `ADVREPRO_ROOT`) works too.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from repro import ReproError
+
+__all__ = ["Claim", "Missing", "Results", "evaluate", "load_claims"]
+
+
+class Missing(LookupError):
+    """A value a claim needs was not recorded by the run (or was recorded as not run)."""
+
+
+class Results:
+    """Read access to one run's measurements, for claim checks.
+
+    `r[row_id]` → the recorded value of an `expected.csv` row; `r.metric(name)` → a free metric;
+    both raise `Missing` when absent. `r.get(row_id, default)` and `row_id in r` for optional rows.
+    """
+
+    def __init__(
+        self,
+        rows: Mapping[str, float],
+        metrics: Mapping[str, float] | None = None,
+        not_run: Mapping[str, str] | None = None,
+    ) -> None:
+        self.rows = dict(rows)
+        self.metrics = dict(metrics or {})
+        self.not_run = dict(not_run or {})
+
+    @classmethod
+    def from_results(cls, results: Mapping[str, Any]) -> Results:
+        """From a `results.json` record (`repro.record.read_results`)."""
+        return cls(
+            {r["id"]: r["value"] for r in results.get("rows", [])},
+            {m["name"]: m["value"] for m in results.get("metrics", [])},
+            {r["id"]: r.get("reason", "") for r in results.get("not_run", [])},
+        )
+
+    def __getitem__(self, row_id: str) -> float:
+        if row_id in self.rows:
+            return self.rows[row_id]
+        if row_id in self.not_run:
+            raise Missing(f"row {row_id} was not run ({self.not_run[row_id]})")
+        raise Missing(f"row {row_id} was not recorded")
+
+    def __contains__(self, row_id: object) -> bool:
+        return row_id in self.rows
+
+    def get(self, row_id: str, default: float | None = None) -> float | None:
+        """The recorded value of a row, or `default`."""
+        return self.rows.get(row_id, default)
+
+    def metric(self, name: str) -> float:
+        """A recorded free metric; `Missing` when the run did not record it."""
+        if name not in self.metrics:
+            raise Missing(f"metric {name} was not recorded")
+        return self.metrics[name]
+
+
+Check = Callable[[Results], "tuple[bool, str]"]
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A qualitative claim of the paper: `check(results) -> (holds, short reason)`."""
+
+    id: str
+    text: str
+    check: Check
+
+
+def evaluate(claims: Iterable[Claim], results: Results) -> list[dict[str, Any]]:
+    """Run every check; one `{"id", "text", "holds", "detail"}` per claim (summary.json's shape)."""
+    out = []
+    for claim in claims:
+        try:
+            verdict = claim.check(results)
+            if isinstance(verdict, tuple) and len(verdict) == 2:
+                holds, detail = bool(verdict[0]), str(verdict[1])
+            else:
+                holds, detail = bool(verdict), ""
+        except Missing as exc:
+            holds, detail = None, f"not evaluated: {exc.args[0] if exc.args else exc}"
+        except Exception as exc:
+            holds, detail = None, f"not evaluated: the check raised {type(exc).__name__}: {exc}"
+        out.append({"id": claim.id, "text": claim.text, "holds": holds, "detail": detail})
+    return out
+
+
+def load_claims(path: str | Path) -> list[Claim]:
+    """Import a `claims.py` by file path and return its `CLAIMS` (empty when the file is absent).
+
+    `path` is the file or its reproduction folder. Errors (a syntax error, a missing or malformed
+    `CLAIMS`, duplicate ids) raise `ReproError` naming the file, before any run starts.
+    """
+    path = Path(path)
+    if path.is_dir():
+        path = path / "claims.py"
+    if not path.is_file():
+        return []
+    name = f"_repro_claims_{path.parent.name}"
+    spec = importlib.util.spec_from_file_location(name, path)
+    if spec is None or spec.loader is None:
+        raise ReproError(f"{path}: cannot be imported")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # dataclasses and pickling look modules up by name
+    try:
+        spec.loader.exec_module(module)
+    except Exception as exc:
+        sys.modules.pop(name, None)
+        line = getattr(exc, "lineno", None)
+        raise ReproError(
+            f"{path}{':' + str(line) if line else ''}: import failed: {type(exc).__name__}: {exc}"
+        ) from exc
+    claims = getattr(module, "CLAIMS", None)
+    if not isinstance(claims, list | tuple) or not all(isinstance(c, Claim) for c in claims):
+        raise ReproError(f"{path}: CLAIMS must be a list of repro.claims.Claim")
+    seen: set[str] = set()
+    for claim in claims:
+        if claim.id in seen:
+            raise ReproError(f"{path}: duplicate claim id {claim.id!r}")
+        if not callable(claim.check):
+            raise ReproError(f"{path}: claim {claim.id!r}: check is not callable")
+        seen.add(claim.id)
+    return list(claims)

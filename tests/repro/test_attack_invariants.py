@@ -1,0 +1,200 @@
+"""Invariants every attack must satisfy, from one parametrized table (as foolbox tests its attacks).
+
+Each row of `ATTACKS` is `(name, attack, eps)` or `(name, attack, eps, l2_bound)`:
+- `attack(model, x, y, generator) -> x_adv`, a closure fixing the attack's settings;
+- `eps`: the L∞ radius, or None for an attack that is not L∞-bounded (L2 attacks: no ball check);
+- `l2_bound` (optional): a per-example L2 radius the perturbation must stay inside.
+
+The invariants, checked on a tiny CNN trained for a few steps on a few hundred Fashion-MNIST images:
+1. the perturbation stays inside the eps-ball (L∞ rows; the L2 bound where one is given),
+2. outputs are images: in [0, 1], same shape/dtype/device, detached,
+3. the same seed gives the same result,
+4. robust accuracy (plain accuracy on x_adv) never exceeds clean accuracy on a naturally trained
+   model (an attack that helps the model has a sign error),
+and the model is left as it was (train/eval mode and `requires_grad` of every parameter).
+
+Each attack's engineer appends the rows of their attacks to `ATTACKS` (and nothing else here).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+import torch
+from torch import Tensor, nn
+
+from repro.data import available, load_dataset
+from repro.train import accuracy, robust_accuracy, train_classifier
+
+AttackFn = Callable[[nn.Module, Tensor, Tensor, torch.Generator], Tensor]
+
+
+def _fgsm_rows() -> list[tuple[Any, ...]]:
+    from repro.fgsm import fgsm
+
+    return [("fgsm_eps0.1", lambda m, x, y, g: fgsm(m, x, y, eps=0.1), 0.1)]
+
+
+def _pgd_rows() -> list[tuple[Any, ...]]:
+    from repro.madry_pgd import pgd_linf
+
+    no_start = {"eps": 0.1, "step_size": 0.025, "steps": 10, "random_start": False}
+    return [
+        (
+            "pgd_linf_10steps",
+            lambda m, x, y, g: pgd_linf(m, x, y, eps=0.1, step_size=0.025, steps=10, generator=g),
+            0.1,
+        ),
+        (
+            "pgd_linf_margin_2restarts",
+            lambda m, x, y, g: pgd_linf(
+                m, x, y, eps=0.1, step_size=0.025, steps=5, restarts=2, loss="margin", generator=g
+            ),
+            0.1,
+        ),
+        (
+            "pgd_linf_no_random_start",
+            lambda m, x, y, g: pgd_linf(m, x, y, **no_start),
+            0.1,
+        ),
+        (
+            "pgd_linf_margin_kappa0_no_random_start",
+            lambda m, x, y, g: pgd_linf(m, x, y, loss="margin", kappa=0.0, **no_start),
+            0.1,
+        ),
+    ]
+
+
+def _rand_fgsm_cw_blackbox_rows() -> list[tuple[Any, ...]]:
+    from repro.carlini_wagner import cw_l2
+    from repro.ensemble_adv import rand_fgsm
+    from repro.fgsm import fgsm
+    from repro.papernot_blackbox import blackbox_attack, train_substitute
+    from repro.train import predict
+
+    def blackbox(m: nn.Module, x: Tensor, y: Tensor, g: torch.Generator) -> Tensor:
+        substitute = train_substitute(
+            lambda q: predict(m, q), x[:32], rounds=2, epochs=2, lr=1e-3, batch_size=32,
+            make_model=lambda: nn.Sequential(nn.Flatten(), nn.Linear(784, 10)), generator=g,
+            progress=False,
+        )  # fmt: skip
+        return blackbox_attack(substitute, x, y, lambda s, xb, yb: fgsm(s, xb, yb, eps=0.1))
+
+    return [
+        ("rand_fgsm_eps0.1_alpha0.05", lambda m, x, y, g: rand_fgsm(m, x, y, eps=0.1, alpha=0.05, generator=g), 0.1),
+        ("carlini_cw_l2_search", lambda m, x, y, g: cw_l2(m, x, y, c=1.0, steps=20, lr=0.1, binary_search_steps=2), None),
+        ("carlini_cw_l2_fixed_c100_lr10", lambda m, x, y, g: cw_l2(m, x, y, c=100.0, steps=20, lr=10.0, binary_search_steps=1), None),
+        ("papernot_blackbox_fgsm_eps0.1", blackbox, 0.1),
+    ]  # fmt: skip
+
+
+ATTACKS: list[tuple[Any, ...]] = [
+    # --- fgsm / madry_pgd (first papers) ---
+    *_fgsm_rows(),
+    *_pgd_rows(),
+    # --- other attacks: append rows here ---
+    *_rand_fgsm_cw_blackbox_rows(),  # ensemble_adv, carlini_wagner, papernot_blackbox
+]
+
+
+def _normalize(row: tuple[Any, ...]) -> tuple[str, AttackFn, float | None, float | None]:
+    name, fn, eps, *rest = row
+    return name, fn, eps, rest[0] if rest else None
+
+
+CASES = [pytest.param(*_normalize(row), id=row[0]) for row in ATTACKS]
+
+
+class TinyCNN(nn.Module):
+    """One conv layer, one linear layer: trains in a second, and is differentiable everywhere."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(1, 8, 5, stride=2)
+        self.fc = nn.Linear(8 * 12 * 12, 10)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.fc(torch.relu(self.conv(x)).flatten(1))
+
+
+@pytest.fixture(scope="session")
+def victim() -> tuple[nn.Module, Tensor, Tensor]:
+    """A tiny CNN trained (seeded) on 512 Fashion-MNIST test images; 128 others to attack."""
+    if not available("fashion_mnist", split="test"):
+        pytest.skip("Fashion-MNIST is not available (apt-get install dataset-fashion-mnist)")
+    data = load_dataset("fashion_mnist", "test")
+    torch.manual_seed(0)
+    model = TinyCNN()
+    train_classifier(
+        model,
+        data.x[:512],
+        data.y[:512],
+        epochs=3,
+        batch_size=64,
+        lr=3e-3,
+        generator=torch.Generator().manual_seed(0),
+        progress=False,
+    )
+    model.eval()
+    x, y = data.x[512:640].clone(), data.y[512:640].clone()
+    assert accuracy(model, x, y) > 0.5  # about 0.70: an attack has room to lower it
+    return model, x, y
+
+
+def _attack(fn: AttackFn, victim, seed: int = 0) -> tuple[Tensor, Tensor]:
+    model, x, y = victim
+    return x, fn(model, x, y, torch.Generator().manual_seed(seed))
+
+
+@pytest.mark.parametrize(("name", "fn", "eps", "l2"), CASES)
+def test_perturbation_stays_in_the_ball(name, fn, eps, l2, victim) -> None:
+    x, x_adv = _attack(fn, victim)
+    delta = (x_adv - x).flatten(1)
+    if eps is not None:
+        assert float(delta.abs().max()) <= eps + 1e-6, name
+    if l2 is not None:
+        assert float(delta.norm(dim=1).max()) <= l2 + 1e-5, name
+    assert float(delta.abs().max()) > 0, f"{name} changed nothing"
+
+
+@pytest.mark.parametrize(("name", "fn", "eps", "l2"), CASES)
+def test_outputs_are_images(name, fn, eps, l2, victim) -> None:
+    x, x_adv = _attack(fn, victim)
+    assert x_adv.shape == x.shape and x_adv.dtype == x.dtype and x_adv.device == x.device
+    assert not x_adv.requires_grad
+    assert float(x_adv.min()) >= 0.0 and float(x_adv.max()) <= 1.0
+
+
+@pytest.mark.parametrize(("name", "fn", "eps", "l2"), CASES)
+def test_same_seed_same_result(name, fn, eps, l2, victim) -> None:
+    _, first = _attack(fn, victim, seed=1)
+    _, again = _attack(fn, victim, seed=1)
+    assert torch.equal(first, again)
+
+
+@pytest.mark.parametrize(("name", "fn", "eps", "l2"), CASES)
+def test_robust_accuracy_never_above_clean(name, fn, eps, l2, victim) -> None:
+    model, x, y = victim
+    clean = accuracy(model, x, y)
+    gen = torch.Generator().manual_seed(0)
+    robust = robust_accuracy(
+        model, x, y, lambda m, xb, yb: fn(m, xb, yb, gen), require_clean=False, progress=False
+    )
+    assert robust <= clean, f"{name}: accuracy {clean:.3f} rose to {robust:.3f} under attack"
+
+
+@pytest.mark.parametrize(("name", "fn", "eps", "l2"), CASES)
+def test_model_is_left_as_it_was(name, fn, eps, l2, victim) -> None:
+    model, x, y = victim
+    model.train()
+    model.zero_grad(set_to_none=True)
+    flags = [p.requires_grad for p in model.parameters()]
+    try:
+        fn(model, x[:16], y[:16], torch.Generator().manual_seed(0))
+        assert model.training
+        assert [p.requires_grad for p in model.parameters()] == flags
+        assert all(p.grad is None for p in model.parameters()), "weight gradients accumulated"
+    finally:
+        model.eval()
