@@ -91,6 +91,19 @@ def site(session: nox.Session) -> None:
 
 
 @nox.session(default=False)
+def nightly(session: nox.Session) -> None:
+    """Every reproduction (unchanged ones reused), every run stored, drift reported, site rebuilt.
+
+    `nox -s nightly -- [--scale smoke|small|full|auto] [--only SLUG...] [--force]
+    [--executor local|slurm]` (more: `python -m repro.nightly --help`). Exits 1 when a claim that
+    held in the previous run fails now; the site is rebuilt before that verdict.
+    """
+    env = _shared_env(session)
+    session.run(_bin("catalog"), "sync", env=env, external=True)
+    session.run(_bin("python"), "-m", "repro.nightly", *session.posargs, env=env, external=True)
+
+
+@nox.session(default=False)
 def bench(session: nox.Session) -> None:
     """Benchmarks (not tests): catalog, site build, attacks vs torchattacks, projection."""
     env = _shared_env(session)
