@@ -1,0 +1,256 @@
+"""Tests of the Defense-GAN reproduction: projection, GAN checkpoints, detector, defended model.
+
+Small on purpose (tiny generators, a few steps): the machine running them has 2 shared cores.
+The end-to-end smoke run through the runner is marked `slow`.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from repro.defense_gan.defense import DefenseGAN, roc_auc, roc_curve
+from repro.defense_gan.gan import load_generator, train_wgan_gp
+from repro.defense_gan.models import CLASSIFIERS, Critic, Generator, classifier
+from repro.defense_gan.projection import initial_latents, lr_schedule, project
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """One torch thread: on a shared 2-core machine two threads make small ops ~10x slower."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+class LinearGenerator(nn.Module):
+    """G(z) = z reshaped to 1 x 2 x 2: the projection's optimum and trajectory are known."""
+
+    latent_dim = 4
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return z.view(-1, 1, 2, 2)
+
+
+def tiny_generator(seed: int = 0) -> Generator:
+    torch.manual_seed(seed)
+    return Generator(dim=4, latent_dim=8).eval()
+
+
+# --- projection -------------------------------------------------------------------------------
+
+
+def test_project_recovers_a_latent_on_a_tiny_generator() -> None:
+    """Reconstructing x = G(z0) reaches near-zero MSE (x is exactly in the range of G)."""
+    gen = tiny_generator()
+    rng = torch.Generator().manual_seed(1)
+    z0 = torch.randn(6, 8, generator=rng) * 0.5
+    with torch.no_grad():
+        x = gen(z0)
+    start = project(gen, x, steps=0, restarts=8, generator_rng=torch.Generator().manual_seed(2))
+    proj = project(
+        gen, x, steps=300, restarts=8, lr=10.0, momentum=0.7,
+        generator_rng=torch.Generator().manual_seed(2),
+    )  # fmt: skip
+    assert proj.reconstruction.shape == x.shape
+    assert float(start.mse.mean()) > 1e-3  # random starts are far from x ...
+    assert float(proj.mse.max()) < 1e-5  # ... and the projection gets (numerically) there
+    assert torch.allclose(proj.reconstruction, x, atol=1e-2)
+
+
+def test_best_restart_is_chosen_per_image() -> None:
+    """With one restart started at the answer, that restart wins for every image."""
+    gen = tiny_generator()
+    torch.manual_seed(3)
+    z0 = torch.randn(5, 8) * 0.5
+    with torch.no_grad():
+        x = gen(z0)
+    z_init = initial_latents(5, 4, 8, generator_rng=torch.Generator().manual_seed(4)) + 2.0
+    exact = torch.tensor([2, 0, 3, 1, 2])  # a different winning restart per image
+    z_init[exact, torch.arange(5)] = z0
+    proj = project(gen, x, steps=0, restarts=4, z_init=z_init)
+    assert proj.best_restart.tolist() == exact.tolist()
+    assert torch.equal(proj.latent, z0)
+    assert float(proj.mse.max()) < 1e-12
+    assert torch.equal(proj.mse, proj.restart_mse.min(dim=0).values)
+
+
+def test_learning_rate_decays_tenfold_at_80_percent() -> None:
+    assert lr_schedule(10, 10.0) == [10.0] * 8 + [1.0] * 2
+    assert lr_schedule(5, 10.0) == [10.0] * 4 + [1.0]  # ceil(0.8 * 5) = 4
+    assert lr_schedule(200, 10.0).index(1.0) == 160
+
+
+def test_projection_follows_momentum_descent_with_the_schedule() -> None:
+    """On G(z) = z the loss is mean((z - x)^2), so the trajectory can be written out by hand."""
+    gen = LinearGenerator()
+    x = torch.tensor([[[[0.2, 0.4], [0.6, 0.8]]]])
+    z_init = torch.zeros(1, 1, 4)
+    steps, lr, momentum = 10, 0.3, 0.7
+    proj = project(gen, x, steps=steps, restarts=1, lr=lr, momentum=momentum, z_init=z_init)
+    z, v = torch.zeros(4), torch.zeros(4)
+    for rate in [lr] * 8 + [lr * 0.1] * 2:
+        grad = 2.0 * (z - x.flatten()) / 4.0
+        v = momentum * v + grad
+        z = z - rate * v
+    assert torch.allclose(proj.latent[0], z, atol=1e-6)
+    constant = project(gen, x, steps=steps, restarts=1, lr=lr, momentum=momentum,
+                       z_init=z_init, decay=1.0)  # fmt: skip
+    assert not torch.allclose(constant.latent, proj.latent)
+
+
+def test_batching_and_chunking_do_not_change_the_result() -> None:
+    """Chunks of images and restarts on the batch dimension give the per-image answer."""
+    gen = tiny_generator()
+    torch.manual_seed(5)
+    x = torch.rand(7, 1, 28, 28)
+    z_init = initial_latents(7, 3, 8, generator_rng=torch.Generator().manual_seed(6))
+    whole = project(gen, x, steps=5, restarts=3, z_init=z_init)
+    chunked = project(gen, x, steps=5, restarts=3, z_init=z_init, max_rows=6)  # 2 images a chunk
+    single = project(gen, x[4:5], steps=5, restarts=3, z_init=z_init[:, 4:5])
+    assert whole.restart_latent.shape == (3, 7, 8) and whole.restart_mse.shape == (3, 7)
+    assert whole.latent.shape == (7, 8) and whole.mse.shape == (7,)
+    assert torch.allclose(whole.restart_latent, chunked.restart_latent, atol=1e-6)
+    assert torch.allclose(whole.restart_latent[:, 4:5], single.restart_latent, atol=1e-6)
+    fewer = project(gen, x, steps=5, restarts=2, z_init=z_init[:2])
+    view = whole.best_of(gen, 2)
+    assert torch.allclose(view.latent, fewer.latent, atol=1e-6)
+    assert torch.allclose(view.reconstruction, fewer.reconstruction, atol=1e-6)
+
+
+def test_project_is_seeded_and_leaves_the_generator_as_it_was() -> None:
+    gen = Generator(dim=4, latent_dim=8).train()
+    x = torch.rand(3, 1, 28, 28)
+    a = project(gen, x, steps=3, restarts=2, generator_rng=torch.Generator().manual_seed(7))
+    b = project(gen, x, steps=3, restarts=2, generator_rng=torch.Generator().manual_seed(7))
+    assert torch.equal(a.reconstruction, b.reconstruction)
+    assert gen.training and all(p.requires_grad for p in gen.parameters())
+    assert all(p.grad is None for p in gen.parameters())
+    with pytest.raises(ValueError, match="z_init"):
+        project(gen, x, steps=1, restarts=2, z_init=torch.zeros(2, 2, 8))
+
+
+# --- the defended classifier ------------------------------------------------------------------
+
+
+def test_defended_model_has_zero_input_gradient_but_bpda_view_does_not() -> None:
+    """The protocol's white-box attacker gets no gradient through the projection; BPDA does."""
+    gen = tiny_generator()
+    clf = classifier("D")
+    defense = DefenseGAN(gen, clf, steps=2, restarts=2,
+                         generator_rng=torch.Generator().manual_seed(0))  # fmt: skip
+    x = torch.rand(4, 1, 28, 28, requires_grad=True)
+    out = defense(x)
+    assert out.shape == (4, 10)
+    (zero,) = torch.autograd.grad(out.sum(), x)
+    assert torch.equal(zero, torch.zeros_like(x))
+    from repro.fgsm import fgsm
+
+    assert torch.equal(fgsm(defense, x.detach(), torch.zeros(4).long(), eps=0.3), x.detach())
+    view = defense.bpda_view()
+    x2 = x.detach().clone().requires_grad_(True)
+    (grad,) = torch.autograd.grad(nn.functional.cross_entropy(view(x2), torch.zeros(4).long()), x2)
+    assert float(grad.abs().sum()) > 0
+
+
+# --- the detector -----------------------------------------------------------------------------
+
+
+def test_auc_on_separable_scores_and_against_brute_force() -> None:
+    clean = torch.linspace(0.0, 1.0, 50)
+    adversarial = torch.linspace(1.5, 3.0, 40)
+    assert roc_auc(clean, adversarial) == 1.0
+    assert roc_auc(adversarial, clean) == 0.0
+    assert roc_auc(torch.ones(5), torch.ones(7)) == 0.5  # all ties
+    gen = torch.Generator().manual_seed(8)
+    neg = torch.randint(0, 20, (60,), generator=gen).float()  # many ties
+    pos = torch.randint(5, 25, (45,), generator=gen).float()
+    brute = sum(float(p > n) + 0.5 * float(p == n) for p, n in itertools.product(pos, neg))
+    assert math.isclose(roc_auc(neg, pos), brute / (60 * 45), rel_tol=1e-12)
+    fpr, tpr, thresholds = roc_curve(neg, pos)
+    assert (fpr[0], tpr[0], fpr[-1], tpr[-1]) == (0.0, 0.0, 1.0, 1.0)
+    assert bool((fpr[1:] >= fpr[:-1]).all() and (tpr[1:] >= tpr[:-1]).all())
+    assert math.isinf(thresholds[0])
+    trapezoid = float(torch.trapezoid(tpr, fpr))
+    assert math.isclose(trapezoid, roc_auc(neg, pos), rel_tol=1e-12)
+
+
+# --- networks and GAN training ----------------------------------------------------------------
+
+
+def test_networks_have_the_code_shapes_and_keep_probability_dropout() -> None:
+    x = torch.rand(2, 1, 28, 28)
+    for name in CLASSIFIERS:
+        assert classifier(name)(x).shape == (2, 10)
+    first = classifier("B")[0]
+    assert isinstance(first, nn.Dropout) and math.isclose(first.p, 0.8)  # keeps 20 %
+    assert math.isclose(classifier("B", dropout="drop")[0].p, 0.2)
+    g, c = Generator(dim=8), Critic(dim=8)
+    assert g(torch.randn(3, 128)).shape == (3, 1, 28, 28)
+    assert c(torch.rand(3, 1, 28, 28)).shape == (3,)
+    with pytest.raises(ValueError, match="unknown classifier"):
+        classifier("G")
+
+
+def test_gan_checkpoint_resume_equals_an_uninterrupted_run(tmp_path) -> None:
+    torch.manual_seed(0)
+    x = torch.rand(40, 1, 28, 28)
+    settings = {"iterations": 4, "dim": 4, "batch_size": 8, "critic_iters": 2, "seed": 3,
+                "progress": False}  # fmt: skip
+    whole = train_wgan_gp(x, checkpoint=tmp_path / "whole.pt", **settings)
+    part = train_wgan_gp(x, checkpoint=tmp_path / "part.pt", stop_after=2, **settings)
+    assert part.iterations == 2
+    resumed = train_wgan_gp(x, checkpoint=tmp_path / "part.pt", **settings)
+    assert resumed.resumed_from == 2 and resumed.iterations == 4
+    for a, b in zip(whole.generator.state_dict().values(),
+                    resumed.generator.state_dict().values(), strict=True):  # fmt: skip
+        assert torch.equal(a, b)
+    for a, b in zip(whole.critic.state_dict().values(),
+                    resumed.critic.state_dict().values(), strict=True):  # fmt: skip
+        assert torch.equal(a, b)
+    assert whole.wasserstein == resumed.wasserstein
+    loaded = load_generator(tmp_path / "whole.pt")
+    z = torch.randn(2, 128)
+    assert torch.equal(loaded(z), whole.generator(z))
+    from repro import ReproError
+
+    with pytest.raises(ReproError, match="differ"):
+        train_wgan_gp(x, checkpoint=tmp_path / "whole.pt", **{**settings, "dim": 8})
+
+
+# --- end to end -------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_smoke_reproduction_through_the_runner(project, tmp_path) -> None:
+    """The notebook runs under papermill at smoke scale, records every expected row (measured or
+    not run with a reason), evaluates every claim, and the run is stored."""
+    from repro.runner import run_reproduction
+
+    result = run_reproduction("defense_gan", scale="smoke", device="cpu", out=tmp_path / "runs")
+    summary = result.summary
+    assert summary["status"] == "succeeded", summary["error"]
+    assert result.stored
+    rows = {r["id"]: r for r in summary["rows"]}
+    metrics = {m["name"]: m["value"] for m in summary["metrics"]}
+    assert {r["verdict"] for r in rows.values()} <= {"not_compared", "not_run"}
+    for rid in ("t4_fmnist_fgsm_d_defgan_rec", "t2_fmnist_de_defgan_orig", "t13_L10_R2_seconds"):
+        assert rows[rid]["value"] is not None and rows[rid]["verdict"] == "not_compared"
+    assert 0.0 <= rows["t4_fmnist_fgsm_d_defgan_rec"]["value"] <= 1.0
+    for rid in ("t1_mnist_ab_no_attack", "t2_fmnist_ab_magnet", "t12_celeba_fgsm_a_no_attack"):
+        assert rows[rid]["verdict"] == "not_run" and rows[rid]["reason"]
+    # The released code's white-box FGSM does not move the input (zero gradient).
+    assert metrics["t4_fmnist_fgsm_d_official_mean_abs_perturbation"] == 0.0
+    assert 0.0 <= metrics["adaptive_fmnist_d_rec_bpda_pgd_eps030_accuracy"] <= 1.0
+    claims = {c["id"] for c in summary["claims"]}
+    assert {"whitebox_fgsm", "blackbox_vs_no_defense", "mse_detects_attacks",
+            "ours_adaptive_bpda_pgd"} <= claims  # fmt: skip
+    figures = {f["path"] for f in summary["figures"]}
+    assert {"figures/reconstructions_fmnist.png", "figures/detector_roc_fmnist.png",
+            "figures/accuracy_vs_L_fmnist.png"} <= figures  # fmt: skip
