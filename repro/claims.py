@@ -32,7 +32,7 @@ from typing import Any
 
 from repro import ReproError
 
-__all__ = ["Claim", "Missing", "Results", "evaluate", "load_claims"]
+__all__ = ["Claim", "Missing", "Results", "evaluate", "load_claims", "per_dataset"]
 
 
 class Missing(LookupError):
@@ -96,6 +96,29 @@ class Claim:
     id: str
     text: str
     check: Check
+
+
+def per_dataset(
+    r: Results,
+    datasets: Iterable[str],
+    check: Callable[[Results, str], tuple[bool, str]],
+) -> tuple[bool, str]:
+    """Evaluate `check` on every dataset that ran; the claim holds when it holds on all of them.
+
+    A paper's claim is usually stated once and tested on each dataset a reproduction runs (the
+    paper's and its stated analogue). Datasets with no results are skipped; only when none ran is
+    the claim `Missing` (not evaluated), naming what was missing for each.
+    """
+    verdicts, missing = [], []
+    for dataset in datasets:
+        try:
+            verdicts.append((dataset, *check(r, dataset)))
+        except Missing as exc:
+            missing.append(f"{dataset}: {exc}")
+    if not verdicts:
+        raise Missing("; ".join(missing))
+    detail = "; ".join(f"{d}: {text}" for d, _, text in verdicts)
+    return all(ok for _, ok, _ in verdicts), detail
 
 
 def evaluate(claims: Iterable[Claim], results: Results) -> list[dict[str, Any]]:

@@ -29,7 +29,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from repro.fgsm import frozen
+from repro.train import frozen
 
 __all__ = ["cw_l2", "cw_margin"]
 

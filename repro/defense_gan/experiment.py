@@ -330,7 +330,7 @@ def unrolled_gradient(generator: nn.Module, clf: nn.Module, x: Tensor, y: Tensor
 
 def input_gradient(clf: nn.Module, x: Tensor, y: Tensor) -> Tensor:
     """d CE(clf(x), y) / dx of the bare classifier (the protocol rows' attacker)."""
-    from repro.fgsm import frozen
+    from repro.train import frozen
 
     with frozen(clf):
         x_in = x.detach().clone().requires_grad_(True)

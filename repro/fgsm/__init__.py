@@ -29,12 +29,13 @@ Deviations:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from repro.train import frozen  # re-exported: attacks here and elsewhere use it
 
 __all__ = [
     "Maxout",
@@ -46,31 +47,6 @@ __all__ = [
     "softmax_classifier",
     "uniform_noise",
 ]
-
-
-@contextmanager
-def frozen(model: nn.Module) -> Iterator[nn.Module]:
-    """Put `model` in eval mode with frozen parameters, with gradients enabled; restore on exit.
-
-    An attack needs input gradients only: evaluating in eval mode makes it deterministic (no
-    dropout noise, so the same seed gives the same adversarial example), and freezing the
-    parameters stops autograd from keeping what it would need for weight gradients. Every
-    module's own training flag and every parameter's own `requires_grad` are restored, so an
-    attack called from inside a training step leaves the model exactly as it found it.
-    """
-    modes = [(module, module.training) for module in model.modules()]
-    flags = [(param, param.requires_grad) for param in model.parameters()]
-    model.eval()
-    for param, _ in flags:
-        param.requires_grad_(False)
-    try:
-        with torch.enable_grad():
-            yield model
-    finally:
-        for module, mode in modes:
-            module.training = mode
-        for param, flag in flags:
-            param.requires_grad_(flag)
 
 
 def fgsm(

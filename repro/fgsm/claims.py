@@ -7,9 +7,7 @@ when it holds on every dataset that was measured, and is not evaluated when none
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
-from repro.claims import Claim, Missing, Results
+from repro.claims import Claim, Results, per_dataset
 
 DATASETS = ("mnist", "fashion_mnist")
 
@@ -17,19 +15,6 @@ DATASETS = ("mnist", "fashion_mnist")
 def _value(r: Results, dataset: str, name: str) -> float:
     """`mnist_<name>` is a row; `fashion_mnist_<name>` a metric."""
     return r[f"mnist_{name}"] if dataset == "mnist" else r.metric(f"fashion_mnist_{name}")
-
-
-def _per_dataset(r: Results, check: Callable[[Results, str], tuple[bool, str]]) -> tuple[bool, str]:
-    verdicts, missing = [], []
-    for dataset in DATASETS:
-        try:
-            verdicts.append((dataset, *check(r, dataset)))
-        except Missing as exc:
-            missing.append(f"{dataset}: {exc}")
-    if not verdicts:
-        raise Missing("; ".join(missing))
-    detail = "; ".join(f"{d}: {text}" for d, _, text in verdicts)
-    return all(ok for _, ok, _ in verdicts), detail
 
 
 def _fools(r: Results, dataset: str) -> tuple[bool, str]:
@@ -67,24 +52,24 @@ CLAIMS = [
         "fgsm_fools_standard_networks",
         "FGSM at eps 0.25 fools standard networks most of the time: error above 50% for the "
         "maxout network and the softmax classifier (Section 4: 89.4% and 99.9% on MNIST)",
-        lambda r: _per_dataset(r, _fools),
+        lambda r: per_dataset(r, DATASETS, _fools),
     ),
     Claim(
         "adversarial_training_cuts_fgsm_error",
         "FGSM adversarial training (alpha 0.5, eps 0.25) cuts the maxout network's error under "
         "FGSM by at least 2x (Section 6: 89.4% -> 17.9% on MNIST)",
-        lambda r: _per_dataset(r, _at_cuts_error),
+        lambda r: per_dataset(r, DATASETS, _at_cuts_error),
     ),
     Claim(
         "adversarial_training_keeps_clean_error",
         "FGSM adversarial training does not hurt clean accuracy: the clean error rises by less "
         "than 2 points (Section 6: 0.94% -> 0.84% on MNIST)",
-        lambda r: _per_dataset(r, _at_keeps_clean),
+        lambda r: per_dataset(r, DATASETS, _at_keeps_clean),
     ),
     Claim(
         "noise_training_is_no_substitute",
         "Training on random +-eps or U(-eps, eps) noise does not give the robustness of "
         "adversarial training (Section 6: 86.2% and 90.4% error under FGSM)",
-        lambda r: _per_dataset(r, _noise_does_not_help),
+        lambda r: per_dataset(r, DATASETS, _noise_does_not_help),
     ),
 ]

@@ -39,7 +39,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from repro.fgsm import frozen
+from repro.train import frozen
 
 __all__ = ["MadryCNN", "attack_loss", "madry_cnn", "pgd_linf"]
 

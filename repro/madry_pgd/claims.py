@@ -17,9 +17,7 @@ Thresholds, fixed before any run:
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
-from repro.claims import Claim, Missing, Results
+from repro.claims import Claim, Results, per_dataset
 
 DATASETS = ("mnist", "fashion_mnist")
 WHITE_BOX = ("fgsm", "pgd40x1", "pgd100x1", "pgd40x20", "pgd100x20", "cw40", "cwplus40")
@@ -37,19 +35,6 @@ def _value(r: Results, dataset: str, key: str) -> float:
     if key.startswith(("a_", "aprime_")):
         return r[f"t1_{key}"]
     return r.metric(f"mnist_{key}")
-
-
-def _per_dataset(r: Results, check: Callable[[Results, str], tuple[bool, str]]) -> tuple[bool, str]:
-    verdicts, missing = [], []
-    for dataset in DATASETS:
-        try:
-            verdicts.append((dataset, *check(r, dataset)))
-        except Missing as exc:
-            missing.append(f"{dataset}: {exc}")
-    if not verdicts:
-        raise Missing("; ".join(missing))
-    detail = "; ".join(f"{d}: {text}" for d, _, text in verdicts)
-    return all(ok for _, ok, _ in verdicts), detail
 
 
 def _keeps_accuracy(r: Results, dataset: str) -> tuple[bool, str]:
@@ -90,25 +75,25 @@ CLAIMS = [
         "The PGD-trained network keeps most of its accuracy (at least half of its clean "
         "accuracy) under every attack of the Table 1 grid: FGSM, PGD with more steps and "
         "restarts, CW-loss PGD, and transfer from an independently trained copy",
-        lambda r: _per_dataset(r, _keeps_accuracy),
+        lambda r: per_dataset(r, DATASETS, _keeps_accuracy),
     ),
     Claim(
         "natural_training_collapses",
         "The naturally trained network collapses under attack: below 10% accuracy under PGD "
         "(Section 4: 6.4% under FGSM on MNIST)",
-        lambda r: _per_dataset(r, _natural_collapses),
+        lambda r: per_dataset(r, DATASETS, _natural_collapses),
     ),
     Claim(
         "first_order_plateau",
         "More PGD steps and restarts lower the PGD-trained network's accuracy only slightly "
         "(at most 5 points from 40 steps x 1 restart to 100 steps x the most restarts; "
         "Table 1: 93.2% -> 89.3%)",
-        lambda r: _per_dataset(r, _plateau),
+        lambda r: per_dataset(r, DATASETS, _plateau),
     ),
     Claim(
         "transfer_weaker_than_white_box",
         "Black-box PGD transferred from an independently trained copy A' is weaker than "
         "white-box PGD (Table 1: 96.0% vs 93.2%)",
-        lambda r: _per_dataset(r, _transfer_weaker),
+        lambda r: per_dataset(r, DATASETS, _transfer_weaker),
     ),
 ]

@@ -33,8 +33,7 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
-from repro.fgsm import frozen
-from repro.train import Attack, train_classifier
+from repro.train import Attack, frozen, train_classifier
 
 __all__ = ["Oracle", "blackbox_attack", "jacobian_augmentation", "train_substitute", "transfer"]
 
