@@ -42,6 +42,9 @@ def _shared_env(session: nox.Session) -> dict[str, str]:
             "pip",
             "install",
             "-q",
+            # precompiled bytecode: `catalog list` starts in ~0.4 s instead of ~1.3 s where
+            # PYTHONDONTWRITEBYTECODE is set (as on these machines) and nothing caches .pyc files
+            "--compile-bytecode",
             "--python",
             _bin("python"),
             "-e",
@@ -82,9 +85,11 @@ def reproduce(session: nox.Session) -> None:
 
 @nox.session(default=False)
 def site(session: nox.Session) -> None:
-    """Sync the catalog and build the static site into `_site/` (or `-- --out DIR`)."""
+    """Sync the catalog, ingest `records/`, build the static site into `_site/` (`-- --out DIR`)."""
     env = _shared_env(session)
     session.run(_bin("catalog"), "sync", env=env, external=True)
+    # the runs of record kept in git (records/<slug>/<run-id>/): the numbers the READMEs report
+    session.run(_bin("catalog"), "ingest-runs", "records", env=env, external=True)
     args = session.posargs or ["--out", "_site"]
     session.run(_bin("catalog"), "publish", *args, env=env, external=True)
     session.log(f"open {ROOT / '_site' / 'index.html'} (works from file://)")
