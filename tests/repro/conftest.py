@@ -133,3 +133,50 @@ def write_tinyfake(root: Path) -> Path:
 def tinyfake(project: Path) -> Path:
     """`repro/tinyfake/` in the temporary project (ADVREPRO_ROOT, DATABASE_URL set)."""
     return write_tinyfake(project)
+
+
+@pytest.fixture(scope="session")
+def small_fashion_model():
+    """`build(kind) -> (model, data)`: a seeded model trained briefly (3 epochs, lr 1e-2) on the
+    first 1,000 Fashion-MNIST test images, in eval mode, and the whole test split for held-out
+    images. `kind` is "cnn" (two strided convolutions) or "linear" (a softmax classifier).
+
+    The attack tests share this one recipe; each call trains a fresh model, so no test sees another
+    test's model (attacks must leave a model as they found it, but a test must not depend on it).
+    """
+
+    def build(kind: str):
+        import torch
+        from torch import nn
+
+        from repro.data import load_dataset
+        from repro.train import train_classifier
+
+        data = load_dataset("fashion_mnist", "test")
+        torch.manual_seed(0)
+        if kind == "cnn":
+            model = nn.Sequential(
+                nn.Conv2d(1, 8, 5, stride=2),
+                nn.ReLU(),
+                nn.Conv2d(8, 16, 5, stride=2),
+                nn.ReLU(),
+                nn.Flatten(),
+                nn.Linear(256, 10),
+            )
+        elif kind == "linear":
+            model = nn.Sequential(nn.Flatten(), nn.Linear(784, 10))
+        else:
+            raise ValueError(f"unknown model kind {kind!r}")
+        train_classifier(
+            model,
+            data.x[:1000],
+            data.y[:1000],
+            epochs=3,
+            batch_size=50,
+            lr=1e-2,
+            generator=torch.Generator().manual_seed(0),
+            progress=False,
+        )
+        return model.eval(), data
+
+    return build

@@ -10,8 +10,7 @@ import torch
 from torch import Tensor, nn
 
 from repro.carlini_wagner import cw_l2, cw_margin
-from repro.data import load_dataset
-from repro.train import predict, train_classifier
+from repro.train import predict
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -49,24 +48,10 @@ def linear_problem() -> tuple[nn.Module, Tensor, Tensor, Tensor]:
 
 
 @pytest.fixture(scope="module")
-def fashion() -> tuple[nn.Module, Tensor, Tensor]:
+def fashion(small_fashion_model) -> tuple[nn.Module, Tensor, Tensor]:
     """A softmax classifier trained briefly on 1,000 Fashion-MNIST test images (a weak model),
     and 32 other images it classifies correctly."""
-    data = load_dataset("fashion_mnist", "test")
-    torch.manual_seed(0)
-    model = nn.Sequential(nn.Flatten(), nn.Linear(784, 10))
-    g = torch.Generator().manual_seed(0)
-    train_classifier(
-        model,
-        data.x[:1000],
-        data.y[:1000],
-        epochs=3,
-        batch_size=50,
-        lr=1e-2,
-        generator=g,
-        progress=False,
-    )
-    model.eval()
+    model, data = small_fashion_model("linear")
     x, y = data.x[1000:1100], data.y[1000:1100]
     right = predict(model, x) == y
     return model, x[right][:32], y[right][:32]

@@ -10,10 +10,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from repro.data import load_dataset
 from repro.ensemble_adv import rand_fgsm, random_sign_step
 from repro.fgsm import fgsm
-from repro.train import accuracy, train_classifier
+from repro.train import accuracy
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -92,20 +91,8 @@ def test_rand_fgsm_seeding_and_clipping(linear) -> None:
         rand_fgsm(model, x, y, eps=0.1, alpha=0.2)
 
 
-def test_rand_fgsm_fools_a_trained_classifier_and_leaves_it_as_it_was() -> None:
-    data = load_dataset("fashion_mnist", "test")
-    torch.manual_seed(0)
-    model = nn.Sequential(nn.Flatten(), nn.Linear(784, 10))
-    train_classifier(
-        model,
-        data.x[:1000],
-        data.y[:1000],
-        epochs=3,
-        batch_size=50,
-        lr=1e-2,
-        generator=torch.Generator().manual_seed(0),
-        progress=False,
-    )
+def test_rand_fgsm_fools_a_trained_classifier_and_leaves_it_as_it_was(small_fashion_model) -> None:
+    model, data = small_fashion_model("linear")
     x, y = data.x[1000:1300], data.y[1000:1300]
     clean = accuracy(model, x, y)
     model.train()

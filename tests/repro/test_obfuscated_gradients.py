@@ -10,10 +10,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from repro.data import load_dataset
 from repro.madry_pgd import pgd_linf
 from repro.obfuscated_gradients import BPDAWrapper, bpda, identity
-from repro.train import accuracy, train_classifier
+from repro.train import accuracy
 
 LEVELS = 8
 
@@ -44,29 +43,10 @@ class Defended(nn.Module):
 
 
 @pytest.fixture(scope="module")
-def fashion() -> tuple[nn.Module, Tensor, Tensor]:
+def fashion(small_fashion_model) -> tuple[nn.Module, Tensor, Tensor]:
     """A small CNN trained briefly on 1,000 Fashion-MNIST test images, and 200 other images."""
-    data = load_dataset("fashion_mnist", "test")
-    torch.manual_seed(0)
-    model = nn.Sequential(
-        nn.Conv2d(1, 8, 5, stride=2),
-        nn.ReLU(),
-        nn.Conv2d(8, 16, 5, stride=2),
-        nn.ReLU(),
-        nn.Flatten(),
-        nn.Linear(256, 10),
-    )
-    train_classifier(
-        model,
-        data.x[:1000],
-        data.y[:1000],
-        epochs=3,
-        batch_size=50,
-        lr=1e-2,
-        generator=torch.Generator().manual_seed(0),
-        progress=False,
-    )
-    return model.eval(), data.x[1000:1200], data.y[1000:1200]
+    model, data = small_fashion_model("cnn")
+    return model, data.x[1000:1200], data.y[1000:1200]
 
 
 def _input_grad(model: nn.Module, x: Tensor, y: Tensor) -> Tensor:

@@ -11,7 +11,6 @@ import torch
 from torch import Tensor, nn
 
 import repro.papernot_blackbox as pb
-from repro.data import load_dataset
 from repro.fgsm import fgsm
 from repro.papernot_blackbox import (
     blackbox_attack,
@@ -19,7 +18,7 @@ from repro.papernot_blackbox import (
     train_substitute,
     transfer,
 )
-from repro.train import accuracy, predict, robust_accuracy, train_classifier
+from repro.train import accuracy, predict, robust_accuracy
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -39,30 +38,10 @@ def mlp() -> nn.Module:
 
 
 @pytest.fixture(scope="module")
-def setting() -> dict[str, object]:
+def setting(small_fashion_model) -> dict[str, object]:
     """An oracle CNN trained on 1,000 Fashion-MNIST test images; the adversary's 100 holdout
     images; 400 further images to measure agreement and transfer on."""
-    data = load_dataset("fashion_mnist", "test")
-    torch.manual_seed(0)
-    target = nn.Sequential(
-        nn.Conv2d(1, 8, 5, stride=2),
-        nn.ReLU(),
-        nn.Conv2d(8, 16, 5, stride=2),
-        nn.ReLU(),
-        nn.Flatten(),
-        nn.Linear(256, 10),
-    )
-    train_classifier(
-        target,
-        data.x[:1000],
-        data.y[:1000],
-        epochs=3,
-        batch_size=50,
-        lr=1e-2,
-        generator=torch.Generator().manual_seed(0),
-        progress=False,
-    )
-    target.eval()
+    target, data = small_fashion_model("cnn")
     return {
         "target": target,
         "oracle": lambda x: predict(target, x),
