@@ -11,7 +11,7 @@ Schema changes go through Alembic (`catalog/migrations/`): edit these models, th
 from datetime import UTC, datetime
 from typing import Any, Optional
 
-from sqlalchemy import JSON, Column, Text, UniqueConstraint
+from sqlalchemy import JSON, BigInteger, Column, Text, UniqueConstraint
 from sqlmodel import Field, Relationship, SQLModel
 
 
@@ -176,6 +176,11 @@ class ExpectedResult(SQLModel, table=True):
     tolerance: float | None = None
     higher_is_better: bool | None = None
     provenance: str | None = Field(default=None, sa_column=Column(Text))
+    #: `not_run: <reason>` for rows that cannot run here (catalog/schema.py), else None
+    status: str | None = Field(default=None, sa_column=Column(Text))
+    #: the metric's unit as repro.toml's [metrics] declares it (catalog.schema.UNITS)
+    unit: str | None = Field(default=None, max_length=20)
+    paper_std: float | None = None
     setting: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON))
 
     reproduction: "Reproduction" = Relationship(back_populates="expected")
@@ -195,7 +200,8 @@ class Run(SQLModel, table=True):
     slug: str = Field(index=True, max_length=80)
     scale: str = Field(max_length=20, index=True)
     status: str = Field(max_length=20, index=True)  # succeeded | failed
-    seed: int | None = None
+    # 64-bit: a seed is any non-negative int64 (PostgreSQL's INTEGER would overflow at 2**31)
+    seed: int | None = Field(default=None, sa_column=Column(BigInteger))
     parameters: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON))
     started_at: datetime | None = Field(default=None, index=True)
     finished_at: datetime | None = None

@@ -34,31 +34,16 @@ summary.json (schema_version 1); times are ISO 8601 with a timezone, numbers are
 
 from __future__ import annotations
 
-import json
-import math
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from sqlmodel import Session, select
 
-from catalog import CatalogError
+from catalog import CatalogError, schema
 from catalog.models import ClaimResult, Measurement, Run, RunArtifact
 
-SCHEMA_VERSION = 1
-STATUSES = {"succeeded", "failed"}
-VERDICTS = {"match", "deviates", "not_compared", "not_run"}
-REQUIRED = ("run_id", "slug", "scale", "status")
-
-
-def _number(value: Any, where: str) -> float | None:
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise CatalogError(f"{where}: expected a number or null, got {value!r}")
-    if math.isnan(value) or math.isinf(value):
-        raise CatalogError(f"{where}: {value!r} is not a finite number")
-    return float(value)
+SCHEMA_VERSION = schema.SUMMARY_SCHEMA_VERSION
 
 
 def _time(value: Any, where: str) -> datetime | None:
@@ -71,57 +56,17 @@ def _time(value: Any, where: str) -> datetime | None:
 
 
 def validate_summary(summary: Any, source: str = "summary.json") -> dict[str, Any]:
-    """Check a summary against schema 1; raise `CatalogError` naming `source` and the field."""
-    if not isinstance(summary, dict):
-        raise CatalogError(f"{source}: top level must be a JSON object")
-    version = summary.get("schema_version")
-    if version != SCHEMA_VERSION:
-        raise CatalogError(f"{source}: schema_version {version!r} is not {SCHEMA_VERSION}")
-    for field in REQUIRED:
-        if not isinstance(summary.get(field), str) or not summary[field]:
-            raise CatalogError(f"{source}: field {field!r} is missing or not a string")
-    if summary["status"] not in STATUSES:
-        raise CatalogError(
-            f"{source}: status {summary['status']!r} is not one of {sorted(STATUSES)}"
-        )
-    for name in ("rows", "metrics", "claims", "figures"):
-        if not isinstance(summary.get(name, []), list):
-            raise CatalogError(f"{source}: field {name!r} must be a list")
-    for i, row in enumerate(summary.get("rows", [])):
-        where = f"{source}: rows[{i}]"
-        if not isinstance(row, dict) or not isinstance(row.get("id"), str):
-            raise CatalogError(f"{where}: needs a string 'id'")
-        if row.get("verdict") not in VERDICTS:
-            raise CatalogError(f"{where} ({row['id']}): verdict {row.get('verdict')!r} unknown")
-        for field in ("value", "paper", "tolerance", "delta"):
-            _number(row.get(field), f"{where} ({row['id']}).{field}")
-    for i, metric in enumerate(summary.get("metrics", [])):
-        if not isinstance(metric, dict) or not isinstance(metric.get("name"), str):
-            raise CatalogError(f"{source}: metrics[{i}] needs a string 'name'")
-        _number(metric.get("value"), f"{source}: metrics[{i}] ({metric['name']}).value")
-    for i, claim in enumerate(summary.get("claims", [])):
-        if not isinstance(claim, dict) or not isinstance(claim.get("id"), str):
-            raise CatalogError(f"{source}: claims[{i}] needs a string 'id'")
-        if claim.get("holds") not in (True, False, None):
-            raise CatalogError(
-                f"{source}: claims[{i}] ({claim['id']}).holds must be true/false/null"
-            )
-    for field in ("started_at", "finished_at"):
-        _time(summary.get(field), f"{source}: {field}")
-    _number(summary.get("wall_seconds"), f"{source}: wall_seconds")
-    return summary
+    """Check a summary against its schema (`catalog.schema.RunSummary`); a `CatalogError` naming
+    `source` and the field otherwise."""
+    return schema.validate_summary(summary, source)
 
 
 def load_summary(run_dir: Path) -> dict[str, Any]:
     """Read and validate `run_dir/summary.json`."""
     path = run_dir / "summary.json"
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError as exc:
-        raise CatalogError(f"{path}: no summary.json (not a run directory?)") from exc
-    except json.JSONDecodeError as exc:
-        raise CatalogError(f"{path}:{exc.lineno}: malformed JSON: {exc.msg}") from exc
-    return validate_summary(data, str(path))
+    if not path.is_file():
+        raise CatalogError(f"{path}: no summary.json (not a run directory?)")
+    return validate_summary(schema.read_json(path), str(path))
 
 
 def store_run(session: Session, summary: dict[str, Any], run_dir: str | None = None) -> Run:

@@ -1,31 +1,25 @@
 """A reproduction's `repro.toml`: its catalog key, datasets, `uses`, and per-scale parameters.
 
 Light module (no torch): `repro list` and the catalog read configurations without paying for it.
-Folders are found under `catalog.config.repro_dir()`, so `ADVREPRO_ROOT` points everything (the
-runner, notebooks started by it, tests) at another project copy.
-
-    slug = "fgsm"                     # must equal the folder name
-    key = "2015_Goodfellow_I_p-iclr_ehae"
-    title = "Explaining and Harnessing Adversarial Examples"
-    datasets = ["mnist", "fashion_mnist"]
-    uses = []                         # slugs whose code this folder imports
-    notebook = true                   # false for method-only folders (no reproduce.py)
-
-    [scales.smoke]                    # any keys; notebooks read them with `scale_params`
-    epochs = 1
+The file's one schema is `catalog.schema.ReproConfig` (documented there, with `[metrics]` and
+`[site]`); this module finds folders and turns schema errors into `ReproError`. Folders are found
+under `catalog.config.repro_dir()`, so `ADVREPRO_ROOT` points everything (the runner, notebooks
+started by it, tests) at another project copy.
 """
 
 from __future__ import annotations
 
 import re
-import tomllib
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from repro import ReproError
 from repro.scales import SCALES
 
-__all__ = ["list_slugs", "load_config", "repro_path", "scale_params"]
+if TYPE_CHECKING:
+    from catalog.schema import Reproduction
+
+__all__ = ["list_slugs", "load_config", "load_reproduction", "repro_path", "scale_params"]
 
 SLUG_RE = re.compile(r"^[a-z][a-z0-9_]*$")
 
@@ -65,40 +59,22 @@ def repro_path(slug: str) -> Path:
     return folder
 
 
-def _check_list(config: dict[str, Any], field: str, where: str) -> None:
-    value = config.setdefault(field, [])
-    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-        raise ReproError(f"{where}: {field!r} must be a list of strings")
-
-
 def load_config(slug: str) -> dict[str, Any]:
-    """Read and check `repro/<slug>/repro.toml`; defaults filled in (`datasets`, `uses`: [],
-    `notebook`: whether `reproduce.py` exists, `scales`: {})."""
+    """Read and check `repro/<slug>/repro.toml` (through `catalog.schema`); plain data with the
+    defaults filled in (`datasets`, `uses`: [], `notebook`: whether `reproduce.py` exists,
+    `scales`: {}, `metrics`: {}, `needs_gpu`, `site`)."""
+    return load_reproduction(slug).config.as_dict()
+
+
+def load_reproduction(slug: str) -> Reproduction:
+    """`repro/<slug>/`'s repro.toml and expected.csv, checked together (units filled in)."""
+    from catalog.schema import SchemaError, read_reproduction
+
     folder = repro_path(slug)
-    path = folder / "repro.toml"
-    where = _relative(path)
     try:
-        config = tomllib.loads(path.read_text(encoding="utf-8"))
-    except tomllib.TOMLDecodeError as exc:
-        raise ReproError(f"{where}: invalid TOML: {exc}") from exc
-    if config.setdefault("slug", slug) != slug:
-        raise ReproError(f"{where}: slug {config['slug']!r} differs from its folder name {slug!r}")
-    if not isinstance(config.get("key"), str) or not config["key"]:
-        raise ReproError(f"{where}: 'key' (the paper's catalog key) is missing")
-    if not isinstance(config.setdefault("title", ""), str):
-        raise ReproError(f"{where}: 'title' must be a string")
-    _check_list(config, "datasets", where)
-    _check_list(config, "uses", where)
-    notebook = config.setdefault("notebook", (folder / "reproduce.py").is_file())
-    if not isinstance(notebook, bool):
-        raise ReproError(f"{where}: 'notebook' must be true or false")
-    scales = config.setdefault("scales", {})
-    if not isinstance(scales, dict) or not all(isinstance(v, dict) for v in scales.values()):
-        raise ReproError(f"{where}: 'scales' must hold tables ([scales.smoke], ...)")
-    unknown = sorted(set(scales) - set(SCALES))
-    if unknown:
-        raise ReproError(f"{where}: unknown scale(s) {', '.join(unknown)}; use {', '.join(SCALES)}")
-    return config
+        return read_reproduction(folder, _root().parent)
+    except SchemaError as exc:
+        raise ReproError(str(exc)) from None
 
 
 def scale_params(slug: str, scale: str) -> dict[str, Any]:

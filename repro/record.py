@@ -36,14 +36,18 @@ import os
 import re
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from catalog.schema import RESULTS_SCHEMA_VERSION
 from repro import ReproError
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 __all__ = ["RESULTS_FILE", "SCHEMA_VERSION", "Recorder", "empty_results", "read_results"]
 
 RESULTS_FILE = "results.json"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = RESULTS_SCHEMA_VERSION  # catalog.schema.Results
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
@@ -138,6 +142,16 @@ class Recorder:
         self._write()
         return path
 
+    def comparison(self, slug: str, scale: str) -> pd.DataFrame:
+        """What was recorded so far next to the paper's numbers: the runner's own comparison
+        (`catalog.compare.compare_run`, the table `summary.json` will hold), for a notebook's last
+        cell to display."""
+        from catalog.compare import compare_run
+        from repro.config import load_reproduction
+
+        expected = load_reproduction(slug).expected
+        return compare_run(expected, read_results(self.out_dir), scale)
+
     def _say(self, text: str) -> None:
         if self.echo:
             print(f"[record] {text}", flush=True)
@@ -176,31 +190,14 @@ def empty_results() -> dict[str, Any]:
 
 
 def read_results(out_dir: str | os.PathLike[str]) -> dict[str, Any]:
-    """Read and check `out_dir/results.json`; an empty record when the notebook never wrote one."""
+    """Read and check `out_dir/results.json` against its schema (`catalog.schema.Results`); an
+    empty record when the notebook never wrote one."""
     path = Path(out_dir) / RESULTS_FILE
-    empty = empty_results()
     if not path.is_file():
-        return empty
+        return empty_results()
+    from catalog.schema import SchemaError, read_json, validate_results
+
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise ReproError(f"{path}:{exc.lineno}: malformed JSON: {exc.msg}") from exc
-    if not isinstance(data, dict) or data.get("schema_version") != SCHEMA_VERSION:
-        raise ReproError(f"{path}: not a results.json of schema_version {SCHEMA_VERSION}")
-    for field in ("rows", "not_run", "metrics", "figures"):
-        if not isinstance(data.get(field, []), list):
-            raise ReproError(f"{path}: {field!r} must be a list")
-        empty[field] = data.get(field, [])
-    for i, row in enumerate(empty["rows"]):
-        if not isinstance(row, dict) or not isinstance(row.get("id"), str):
-            raise ReproError(f"{path}: rows[{i}] needs a string 'id'")
-        row["value"] = _number(row.get("value"), f"{path}: rows[{i}] ({row['id']})")
-        row.setdefault("info", {})
-    for i, row in enumerate(empty["not_run"]):
-        if not isinstance(row, dict) or not isinstance(row.get("id"), str):
-            raise ReproError(f"{path}: not_run[{i}] needs a string 'id'")
-    for i, metric in enumerate(empty["metrics"]):
-        if not isinstance(metric, dict) or not isinstance(metric.get("name"), str):
-            raise ReproError(f"{path}: metrics[{i}] needs a string 'name'")
-        metric["value"] = _number(metric.get("value"), f"{path}: metrics[{i}] ({metric['name']})")
-    return empty
+        return validate_results(read_json(path), str(path))
+    except SchemaError as exc:
+        raise ReproError(str(exc)) from None

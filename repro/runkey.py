@@ -35,7 +35,6 @@ import hashlib
 import json
 import os
 import shutil
-import tomllib
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -46,6 +45,7 @@ if TYPE_CHECKING:
     from sqlmodel import Session
 
     from catalog.models import Run
+    from catalog.schema import ReproConfig
 
 KEY_VERSION = 1
 KEY_PREFIX = "sha256:"
@@ -63,14 +63,16 @@ def _root(root: Path | None) -> Path:
     return project_root()
 
 
-def _read_toml(path: Path) -> dict[str, Any]:
+def _config(path: Path) -> ReproConfig:
+    """A folder's repro.toml through its one schema (`catalog.schema`), errors as `ReproError`."""
+    from catalog.schema import SchemaError, read_repro_toml
+
+    if not path.is_file():
+        raise ReproError(f"{path}: no repro.toml (not a reproduction folder?)")
     try:
-        with path.open("rb") as handle:
-            return tomllib.load(handle)
-    except FileNotFoundError as exc:
-        raise ReproError(f"{path}: no repro.toml (not a reproduction folder?)") from exc
-    except tomllib.TOMLDecodeError as exc:
-        raise ReproError(f"{path}: malformed TOML: {exc}") from exc
+        return read_repro_toml(path)
+    except SchemaError as exc:
+        raise ReproError(str(exc)) from None
 
 
 def uses_closure(slug: str, root: Path | None = None) -> list[str]:
@@ -88,10 +90,7 @@ def uses_closure(slug: str, root: Path | None = None) -> list[str]:
             raise ReproError(f"repro/{current}/: no such reproduction folder{where}")
         seen.append(current)
         toml = folder / "repro.toml"
-        uses = _read_toml(toml).get("uses", []) if toml.is_file() else []
-        if not isinstance(uses, list) or not all(isinstance(u, str) for u in uses):
-            raise ReproError(f"{toml}: key 'uses' must be a list of slugs")
-        pending.extend(uses)
+        pending.extend(_config(toml).uses if toml.is_file() else [])
     return [slug, *sorted(s for s in seen if s != slug)]
 
 
@@ -183,10 +182,7 @@ def reproduction_datasets(slug: str, root: Path | None = None) -> list[str]:
     toml = _root(root) / "repro" / slug / "repro.toml"
     if not toml.is_file():
         return []
-    datasets = _read_toml(toml).get("datasets", [])
-    if not isinstance(datasets, list) or not all(isinstance(d, str) for d in datasets):
-        raise ReproError(f"{toml}: key 'datasets' must be a list of dataset names")
-    return datasets
+    return list(_config(toml).datasets)
 
 
 def key_inputs(

@@ -13,13 +13,8 @@ that other drivers (the nightly, a SLURM executor, reuse of unchanged runs) can 
 3. `store_summary(summary, run_dir)`: stores it in the catalog (`catalog.runs.store_run`) in one
    transaction; the nightly's ingest does the same from the summary file alone.
 
-Verdicts (per expected.csv row): at `full`, `match` when |value - paper| <= tolerance, else
-`deviates`; at `smoke`/`small`, or when the row was measured on another dataset than the paper's
-(`rec.row(..., dataset="mnist-test-split")`), or when the paper's number is `unverified`, or when the
-row has no paper number or tolerance: `not_compared` (with the reason). Rows recorded with
-`rec.not_run`, rows marked `not_run` in expected.csv and not measured, and rows never recorded:
-`not_run` with the reason. `delta` (value - paper) is given whenever both exist and the dataset is
-the paper's, at every scale, so reduced-scale runs still show how far off they are.
+Verdicts (per expected.csv row): `catalog/compare.py` states and applies the rules (`match` /
+`deviates` at `full` only; `not_compared` with the reason otherwise; `not_run` with the reason).
 
 Progress: papermill runs with `log_output=True`; the notebook's output (its tqdm bars for training
 and attacks, `[record]` lines) is echoed live, and each code cell announces itself
@@ -47,10 +42,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
 
+from catalog.schema import SUMMARY_SCHEMA_VERSION, ExpectedRow
 from repro import ReproError
 from repro.claims import Results, evaluate, load_claims
-from repro.config import load_config, repro_path
-from repro.expected import ExpectedRow, read_expected
+from repro.config import load_reproduction, repro_path
 from repro.record import empty_results, read_results
 from repro.scales import resolve_scale
 
@@ -69,7 +64,7 @@ __all__ = [
 
 SUMMARY_FILE = "summary.json"
 NOTEBOOK_FILE = "reproduce.ipynb"
-SUMMARY_SCHEMA = 1
+SUMMARY_SCHEMA = SUMMARY_SCHEMA_VERSION  # catalog.schema.RunSummary
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 
 
@@ -189,50 +184,6 @@ def write_summary(run_dir: Path, summary: dict[str, Any]) -> Path:
 # --------------------------------------------------------------------------- comparison
 
 
-def _row(
-    exp: ExpectedRow | None,
-    row_id: str,
-    value: float | None,
-    verdict: str,
-    reason: str | None,
-    delta: float | None = None,
-) -> dict[str, Any]:
-    return {
-        "id": row_id,
-        "value": value,
-        "paper": exp.paper if exp else None,
-        "tolerance": exp.tolerance if exp else None,
-        "delta": delta,
-        "verdict": verdict,
-        "reason": reason,
-        "metric": exp.metric if exp else None,
-        "dataset": exp.dataset if exp else None,
-        "source": exp.source if exp else None,
-    }
-
-
-def compare_row(exp: ExpectedRow, value: float, info: dict[str, Any], scale: str) -> dict[str, Any]:
-    """The verdict for one measured row (rules in the module docstring)."""
-    measured_on = info.get("dataset")
-    other_dataset = measured_on is not None and str(measured_on) != exp.dataset
-    delta = None
-    if exp.paper is not None and not other_dataset:
-        delta = round(value - exp.paper, 10)
-    if other_dataset:
-        reason = f"measured on {measured_on} (paper: {exp.dataset})"
-        return _row(exp, exp.id, value, "not_compared", reason)
-    if scale != "full":
-        reason = f"{scale} scale (compared at full only)"
-        return _row(exp, exp.id, value, "not_compared", reason, delta)
-    if exp.unverified:
-        return _row(exp, exp.id, value, "not_compared", "paper number unverified", delta)
-    if exp.paper is None or exp.tolerance is None or delta is None:
-        reason = "no paper number" if exp.paper is None else "no tolerance in expected.csv"
-        return _row(exp, exp.id, value, "not_compared", reason, delta)
-    verdict = "match" if abs(delta) <= exp.tolerance + 1e-9 else "deviates"
-    return _row(exp, exp.id, value, verdict, None, delta)
-
-
 def summarize(
     expected: list[ExpectedRow],
     results: dict[str, Any],
@@ -243,32 +194,12 @@ def summarize(
 ) -> dict[str, Any]:
     """rows / metrics / claims / figures of a summary, from a notebook's results (pure function).
 
-    Rows follow expected.csv's order; rows recorded but absent from expected.csv follow, as
-    `not_compared` (a typo in a row id shows up instead of vanishing).
+    The rows are `catalog.compare.compare_run`'s DataFrame (the verdict rules live there, once).
     """
-    measured = {r["id"]: r for r in results.get("rows", [])}
-    skipped = {r["id"]: r.get("reason") or "not run" for r in results.get("not_run", [])}
-    never = "not recorded by the notebook" + (" (the run failed before it)" if failed else "")
-    rows = []
-    for exp in expected:
-        if exp.id in measured:
-            rec = measured[exp.id]
-            rows.append(compare_row(exp, float(rec["value"]), rec.get("info") or {}, scale))
-        elif exp.id in skipped:
-            rows.append(_row(exp, exp.id, None, "not_run", skipped[exp.id]))
-        elif exp.not_run_reason:
-            rows.append(_row(exp, exp.id, None, "not_run", exp.not_run_reason))
-        else:
-            rows.append(_row(exp, exp.id, None, "not_run", never))
-    known = {exp.id for exp in expected}
-    for row_id, rec in measured.items():
-        if row_id not in known:
-            rows.append(_row(None, row_id, rec["value"], "not_compared", "not in expected.csv"))
-    for row_id, reason in skipped.items():
-        if row_id not in known:
-            rows.append(_row(None, row_id, None, "not_run", f"{reason} (not in expected.csv)"))
+    from catalog.compare import compare_run, records
+
     return {
-        "rows": rows,
+        "rows": records(compare_run(expected, results, scale, failed=failed)),
         "metrics": [
             {"name": m["name"], "value": m["value"]}
             for m in results.get("metrics", [])
@@ -476,14 +407,14 @@ def _device_provenance(device: str) -> tuple[str, dict[str, Any]]:
 def _check_folder(slug: str, scale: str) -> tuple[Path, dict[str, Any], list[ExpectedRow], list]:
     """Everything that can be checked before spending time on a run; `ReproError` otherwise."""
     folder = repro_path(slug)
-    config = load_config(slug)
+    reproduction = load_reproduction(slug)
+    config = reproduction.config.as_dict()
     if not config["notebook"] or not (folder / "reproduce.py").is_file():
         raise ReproError(f"{slug}: method-only folder, no reproduce.py to run")
     if scale not in config["scales"]:
         raise ReproError(f"repro/{slug}/repro.toml: no [scales.{scale}] table")
-    expected = read_expected(folder / "expected.csv")
     claims = load_claims(folder / "claims.py")
-    return folder, config, expected, claims
+    return folder, config, reproduction.expected, claims
 
 
 def execute_run(

@@ -585,3 +585,11 @@ for ds, cache in CACHE.items():
     rec.metric(f"{PREFIX[ds]}_projection_seconds", cache.seconds)
 rec.metric("notebook_seconds", time.perf_counter() - RUN_START)
 print(f"done in {time.perf_counter() - RUN_START:.0f} s")
+
+# %% [markdown]
+# ## The paper's numbers next to ours
+# The runner's own comparison (`catalog.compare.compare_run`), rows that ran first.
+
+# %%
+comparison = rec.comparison("defense_gan", scale)
+comparison.sort_values("verdict", key=lambda v: v.eq("not_run"), kind="stable")

@@ -255,5 +255,10 @@ caption = (
 )
 rec.figure(fig, "fgsm_examples", caption)
 
+# %% [markdown]
+# ## The paper's numbers next to ours
+# The runner's own comparison (`catalog.compare.compare_run`): the table `summary.json` will hold.
+# Verdicts are `not_compared` below `full` (numbers are compared with the paper at `full` only).
+
 # %%
-print(rec.path.read_text())
+rec.comparison("fgsm", scale)

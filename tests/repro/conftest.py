@@ -27,6 +27,10 @@ title = "Tiny fake reproduction (runner tests)"
 datasets = ["mnist"]
 uses = []
 
+[metrics]
+error_pct = "percent"
+accuracy_pct = "percent"
+
 [scales.smoke]
 b = 25.0
 fail = false

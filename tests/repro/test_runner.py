@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from catalog.compare import verdict_of
 from repro import ReproError
 from repro.claims import Claim
 from repro.config import list_slugs, load_config, scale_params
@@ -23,7 +24,6 @@ from repro.runner import (
     _cell_titles,
     _kernel_manager_class,
     _NotebookEcho,
-    compare_row,
     git_state,
     new_run_id,
     run_reproduction,
@@ -58,14 +58,22 @@ def exp(**kw: Any) -> ExpectedRow:
     ],
 )
 def test_compare_row_verdicts(row, value, info, scale, verdict, delta, reason) -> None:
-    out = compare_row(row, value, info, scale)
-    assert out["verdict"] == verdict
-    assert out["value"] == value
-    assert out["delta"] == (pytest.approx(delta) if delta is not None else None)
+    out_delta, out_verdict, out_reason = verdict_of(row, value, info.get("dataset"), scale)
+    assert out_verdict == verdict
+    assert out_delta == (pytest.approx(delta) if delta is not None else None)
     if reason is None:
-        assert out["reason"] is None
+        assert out_reason is None
     else:
-        assert reason in out["reason"]
+        assert reason in out_reason
+    # the run's comparison (summary.json's rows) carries the same verdict and the value
+    [row_out] = summarize([row], {"rows": [{"id": "r", "value": value, "info": info}]}, scale, [])[
+        "rows"
+    ]
+    assert (row_out["verdict"], row_out["value"], row_out["reason"]) == (
+        verdict,
+        value,
+        out_reason,
+    )
 
 
 def test_summarize_orders_rows_and_reports_every_kind_of_missing() -> None:
@@ -237,7 +245,7 @@ def test_read_expected(tmp_path: Path) -> None:
         1.5,
         0.5,
         False,
-        {"eps": "0.3"},
+        {"eps": 0.3},  # numbers are numbers (catalog.schema.parse_setting_value)
     )
     assert a.not_run_reason is None and not a.unverified and a.line == 2
     assert (b.paper, b.tolerance, b.not_run_reason, b.unverified) == (None, None, "no CelebA", True)
@@ -247,8 +255,8 @@ def test_read_expected(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        ("id,source,dataset,metric,paper\n", "missing column(s) tolerance"),
-        ("id,source,dataset,metric,paper,tolerance\na,T,m,e,x,1\n", ":2: column 'paper': 'x'"),
+        ("id,source,dataset,metric,paper\n", "missing required column(s) tolerance"),
+        ("id,source,dataset,metric,paper,tolerance\na,T,m,e,x,1\n", ":2: row a: column 'paper': 'x'"),
         ("id,source,dataset,metric,paper,tolerance\na,T,m,e,1,1\na,T,m,e,1,1\n", "duplicate id"),
         ("id,source,dataset,metric,paper,tolerance\na b,T,m,e,1,1\n", "snake_case"),
         ("id,source,dataset,metric,paper,tolerance\na,T,m,e,1,-1\n", "negative"),
@@ -367,7 +375,10 @@ def test_errors_before_the_run_leave_nothing_behind(tinyfake: Path, tmp_path: Pa
         run_reproduction("tinyfake", scale="smoke", device="cpu", out=out)
     with pytest.raises(ReproError, match="no reproduction"):
         run_reproduction("nope", scale="smoke", device="cpu", out=out)
-    (tinyfake / "repro.toml").write_text('key = "k"\n[scales.smoke]\nb = 1\n')
+    (tinyfake / "repro.toml").write_text(
+        'key = "k"\n[metrics]\nerror_pct = "percent"\naccuracy_pct = "percent"\n'
+        "[scales.smoke]\nb = 1\n"
+    )
     with pytest.raises(ReproError, match=r"no \[scales.small\]"):
         run_reproduction("tinyfake", scale="small", device="cpu", out=out)
     assert not out.exists()
