@@ -6,7 +6,10 @@ without a deterministic kernel warns instead of crashing a long run on a GPU), a
 CPU `torch.Generator`. Code that draws random numbers (batch order, random starts, noise) takes
 that generator explicitly instead of relying on global state, so adding a random call in one place
 does not shift the numbers of another. Draw on the CPU with it and move the result to the device:
-the numbers are then the same on every device.
+the numbers are then the same on every device. A stream derived from another (a child generator,
+or a network's initialisation under the global RNG) is forked by `fork_generator` or
+`forked_global_rng`, which take one draw from the parent, so the parent's later numbers do not
+depend on how much the child draws.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import random
 import socket
 import sys
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from typing import Any, TypeVar
 
 import numpy as np
@@ -26,6 +30,8 @@ from repro import ReproError
 
 __all__ = [
     "device_name",
+    "fork_generator",
+    "forked_global_rng",
     "pick_device",
     "progress_bar",
     "provenance",
@@ -49,9 +55,53 @@ def seed_everything(seed: int) -> torch.Generator:
     torch.use_deterministic_algorithms(True, warn_only=True)
     torch.backends.cudnn.deterministic = True
     torch.backends.cudnn.benchmark = False
-    generator = torch.Generator(device="cpu")
-    generator.manual_seed(seed)
-    return generator
+    return fork_generator(seed)
+
+
+def _child_seed(parent: torch.Generator) -> int:
+    """One 62-bit seed drawn from `parent` (on its device): the parent advances by one draw."""
+    return int(torch.randint(0, 2**62, (1,), generator=parent, device=parent.device))
+
+
+def fork_generator(
+    parent: torch.Generator | int, *, device: str | torch.device | None = None
+) -> torch.Generator:
+    """A new generator seeded from `parent`: the seed itself, or one draw from a parent generator.
+
+    The toolkit's one way to derive a random stream: from an int it is
+    `torch.Generator(device).manual_seed(seed)` (on the CPU unless `device` says otherwise); from a
+    generator, the child's seed is one `randint(0, 2**62)` draw from the parent, so the child is
+    reproducible and the parent's later numbers do not depend on what the child draws. A child
+    lives on the parent's device unless `device` is given.
+    """
+    if isinstance(parent, torch.Generator):
+        seed, place = _child_seed(parent), device or parent.device
+    elif isinstance(parent, int) and not isinstance(parent, bool):
+        seed, place = parent, device or "cpu"
+    else:
+        raise ReproError(
+            f"fork_generator: need a torch.Generator or an integer seed, got {parent!r}"
+        )
+    child = torch.Generator(device=place)
+    child.manual_seed(seed)
+    return child
+
+
+@contextmanager
+def forked_global_rng(parent: torch.Generator) -> Iterator[int]:
+    """Run a block under the global torch RNG seeded from one draw of `parent`; yield the seed.
+
+    For code that can only use the global RNG, such as a network's initialisation inside
+    `nn.Module.__init__`: the same parent state gives the same weights, and the global CPU stream
+    after the block is where it was before. The seed is the same draw `fork_generator(parent)`
+    makes. Kept exactly as the copies it replaces did it (Defense-GAN's classifiers, Papernot's
+    substitute), so recorded runs keep their numbers: `torch.manual_seed` inside the block also
+    re-seeds the CUDA generators, which `fork_rng(devices=[])` does not restore afterwards.
+    """
+    seed = _child_seed(parent)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        yield seed
 
 
 def pick_device(device: str | torch.device = "auto") -> torch.device:

@@ -24,8 +24,10 @@ from torch import Tensor, nn
 from repro import ReproError
 from repro.env import progress_bar
 
-__all__ = ["Attack", "accuracy", "predict", "robust_accuracy", "train_classifier"]
+__all__ = ["Attack", "accuracy", "frozen", "predict", "robust_accuracy", "train_classifier"]
 
+#: `attack(model, x, y) -> x_adv`: the type of every attack and adversary in the repository (the
+#: attacks' own settings are bound with `functools.partial`).
 Attack = Callable[[nn.Module, Tensor, Tensor], Tensor]
 
 

@@ -6,7 +6,7 @@ Section VI.A (the L2 attack).
 Reproduces: nothing on its own; it is the CW-ℓ2 attack of Defense-GAN's Table 4 (`repro.defense_gan`).
 Map:
   - change of variables (Section V.B, "method 3"): δ = ½(tanh(w) + 1) − x, so x + δ ∈ [0, 1]
-    without clipping -> `_to_box` / `_from_box` (generalised to any box `clip`).
+    without clipping -> `_to_box` / `_from_box` (generalised to any box: `clip` in `cw_l2`).
   - f6(x') = max(Z(x')_y − max_{i≠y} Z(x')_i, −κ) (Section V.A, f6, untargeted form as in the
     authors' released code) -> `cw_margin` and the clamp in `cw_l2`.
   - minimize ||δ||²₂ + c·f6(x + δ) over w with Adam (Section VI.A) -> the inner loop of `cw_l2`.

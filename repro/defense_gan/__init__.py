@@ -6,12 +6,14 @@ Reproduces: Tables 1-4 (black-box and white-box attacks on MNIST and Fashion-MNI
 and Figures 3-5 (the L and R sweeps, the reconstruction-MSE detector), Table 13 (timing), plus an
 adaptive BPDA attack that the paper did not run (README.md).
 
-Map (module -> paper):
-- `models`: the WGAN-GP generator/critic and classifiers A-F (Tables 5-6; the released code).
-- `gan`: WGAN-GP training (Section 3; Gulrajani et al. 2017), resumable checkpoints.
-- `projection`: z* = argmin ||G(z) - x||^2 with L steps and R restarts (Section 3.2, Algorithm 1).
-- `defense`: the defended classifier C(G(z*)), Defense-GAN-Orig/-Rec, the MSE detector (Section 3.3).
-- `experiment`: the tables' protocols, called by `reproduce.py`.
+Map (paper -> module; each module maps its own part further):
+- the WGAN-GP generator/critic and classifiers A-F (Tables 5-6; the released code) -> `models`.
+- WGAN-GP training (Section 3; Gulrajani et al. 2017), with resumable checkpoints -> `gan`.
+- z* = argmin ||G(z) - x||^2 with L steps and R restarts (Section 3.2, Algorithm 1)
+  -> `projection`.
+- the defended classifier C(G(z*)), Defense-GAN-Orig/-Rec, the MSE detector (Section 3.3)
+  -> `defense`.
+- the tables' protocols, called by the notebook `reproduce.py` -> `experiment`.
 """
 
 from repro.defense_gan.defense import DefenseGAN, roc_auc, roc_curve

@@ -32,6 +32,7 @@ import torch
 from torch import Tensor, nn
 
 from repro.defense_gan.projection import MAX_ROWS, Projection, project
+from repro.train import predict
 
 
 class DefenseGAN(nn.Module):
@@ -92,21 +93,12 @@ class DefenseGAN(nn.Module):
         return BPDAWrapper(self.purify, self.classifier)
 
 
-@torch.no_grad()
 def classify_reconstructions(
     classifier: nn.Module, recon: Tensor, batch_size: int = 1000
 ) -> Tensor:
-    """Labels the classifier gives to reconstructions (eval mode, restored)."""
-    was = classifier.training
-    classifier.eval()
-    try:
-        out = [
-            classifier(recon[i : i + batch_size]).argmax(1)
-            for i in range(0, len(recon), batch_size)
-        ]
-    finally:
-        classifier.train(was)
-    return torch.cat(out)
+    """Labels the classifier gives to reconstructions G(z*) (`repro.train.predict`: eval mode,
+    restored)."""
+    return predict(classifier, recon, batch_size=batch_size)
 
 
 def roc_auc(negatives: Tensor, positives: Tensor) -> float:

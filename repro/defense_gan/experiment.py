@@ -1,26 +1,36 @@
 """The Defense-GAN experiments, as functions the notebook (`reproduce.py`) calls section by section.
 
 Paper: Samangouei, Kabkab & Chellappa, ICLR 2018, https://arxiv.org/abs/1805.06605 (v2).
-Protocols follow the released code (kabkabm/defensegan `whitebox.py`, `blackbox.py`):
+Reproduces: the protocols behind Tables 1-4, 8-11 and 13 and Figures 4-5, as the released code
+runs them (kabkabm/defensegan `whitebox.py`, `blackbox.py`).
 
-- White-box (Table 4): FGSM eps 0.3; RAND+FGSM eps 0.3, alpha 0.05; CW-L2 with 1 binary-search
-  step, 100 iterations, lr 10, c 100 (`whitebox_attacks`). Protocol rows: the attacker
-  differentiates the classifier that sits behind the projection, not the projection
-  (`DefenseGAN` has a zero input gradient; see `repro.defense_gan.defense`), then the defense
-  projects and classifies. `unrolled_fgsm` measures what the official code's attacker actually got
-  (the gradient through the unrolled descent steps).
-- Black-box (Tables 1-3, 8-11): Papernot et al.'s substitute (`repro.papernot_blackbox`) trained
-  from the first 150 test images (true labels for those, as the code does) with oracle labels
-  for the synthetic points, lambda 0.1; FGSM eps 0.3 crafted on the substitute with its own
-  predicted labels (cleverhans' default) and transferred (`blackbox_column`). The oracle is the
-  defended model for the Defense-GAN columns, the bare (or adversarially trained) classifier for
-  the others (see README: the released `blackbox.py` queries every oracle through the
-  reconstruction; the paper text describes attacking the defended model).
-- Adaptive (ours): PGD with the identity backward pass through the projection
-  (`repro.obfuscated_gradients.BPDAWrapper`) against the whole defense (`bpda_pgd`).
-
-`ProjectionCache` projects every attacked set once per (L, R) and serves fewer restarts as views
-(`Projection.best_of`), which is what makes the L and R sweeps affordable.
+Map:
+- the code's data split: train on (part of) the first 50,000 training images; the adversary's
+  holdout is the first 150 test images, the evaluation set the next ones -> `load_data`.
+- the classifiers: on clean images (Defense-GAN-Orig), on reconstructions G(z*) of the training
+  images (Defense-GAN-Rec), with FGSM adversarial training at each eps_tr (the baseline columns)
+  -> `train_orig`, `train_rec`, `train_advtr`.
+- Table 4, white-box: FGSM eps 0.3; RAND+FGSM eps 0.3, alpha 0.05; CW-L2 with 1 binary-search
+  step, 100 iterations, lr 10, c 100 -> `whitebox_attacks`, run by `batched`. Protocol rows: the
+  attacker differentiates the classifier behind the projection, not the projection (`DefenseGAN`
+  has a zero input gradient; see `repro.defense_gan.defense`), then the defense projects and
+  classifies (`defended_accuracy`).
+- what the official code's white-box attacker differentiated: the L unrolled descent steps of the
+  projection -> `unrolled_gradient` (beside the bare classifier's `input_gradient`).
+- Tables 1-3 and 8-11, black-box: Papernot et al.'s substitute trained from the 150 holdout
+  images (true labels for those, as the code does) with oracle labels for the synthetic points,
+  lambda 0.1 -> `substitute`; FGSM eps 0.3 crafted on the substitute with its own predicted
+  labels (cleverhans' default) and transferred -> `transfer_fgsm`. The oracle is the defended
+  model for the Defense-GAN columns (`defended_oracle`), the bare (or adversarially trained)
+  classifier for the others (`label_oracle`); the released black-box script queries every oracle
+  through the reconstruction, the paper text describes attacking the defended model (README).
+- Tables 8-11, the L and R sweeps: every attacked set is projected once per (L, R) and fewer
+  restarts are served as views -> `ProjectionCache` (`Projection.best_of`), which is what makes
+  the sweeps affordable.
+- Figures 4-5, the reconstruction-MSE detector -> `detection_auc`.
+- Table 13, seconds per image of the projection -> `time_projection`.
+- ours, not the paper's: PGD against the whole defense with the identity backward pass through
+  the projection (BPDA, `repro.obfuscated_gradients`) -> `bpda_pgd`.
 """
 
 from __future__ import annotations
@@ -37,8 +47,8 @@ from torch import Tensor, nn
 from repro.defense_gan.defense import DefenseGAN, classify_reconstructions, roc_auc
 from repro.defense_gan.models import DropoutMode, classifier
 from repro.defense_gan.projection import MAX_ROWS, Projection, project
-
-Attack = Callable[[nn.Module, Tensor, Tensor], Tensor]
+from repro.env import forked_global_rng
+from repro.train import Attack, frozen
 
 EPS = 0.3  # FGSM / RAND+FGSM / black-box epsilon of every table
 ALPHA = 0.05  # RAND+FGSM random step (Tramer et al.; Defense-GAN whitebox.py --alpha)
@@ -152,9 +162,8 @@ class Classifiers:
 
 
 def _seeded(make: Callable[[], nn.Module], rng: torch.Generator) -> nn.Module:
-    seed = int(torch.randint(0, 2**62, (1,), generator=rng))
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
+    """`make()` with initial weights drawn from a fork of `rng` (the global RNG is left alone)."""
+    with forked_global_rng(rng):
         return make()
 
 
@@ -296,42 +305,28 @@ def unrolled_gradient(generator: nn.Module, clf: nn.Module, x: Tensor, y: Tensor
     r, n = restarts, x.shape[0]
     latent_dim = int(generator.latent_dim)
     z = initial_latents(n, r, latent_dim, device=x.device, generator_rng=rng).reshape(r * n, -1)
-    was = generator.training, [p.requires_grad for p in generator.parameters()]
-    generator.eval().requires_grad_(False)
-    clf_was = clf.training, [p.requires_grad for p in clf.parameters()]
-    clf.eval().requires_grad_(False)
-    try:
-        with torch.enable_grad():
-            x_in = x.detach().clone().requires_grad_(True)
-            target = x_in.unsqueeze(0).expand(r, *x.shape).reshape(r * n, *x.shape[1:])
-            z = z.requires_grad_(True)
-            v = torch.zeros_like(z)
-            dims = tuple(range(1, target.dim()))
-            for rate in lr_schedule(steps, lr, decay):
-                loss = (generator(z) - target).square().mean(dim=dims).sum()
-                (g,) = torch.autograd.grad(loss, z, create_graph=True)
-                v = momentum * v + g
-                z = z - rate * v
-            recon = generator(z)
-            mse = (recon - target).square().mean(dim=dims).view(r, n)
-            best = mse.argmin(dim=0)
-            chosen = recon.view(r, n, *x.shape[1:])[best, torch.arange(n, device=x.device)]
-            out = nn.functional.cross_entropy(clf(chosen), y, reduction="sum")
-            (grad,) = torch.autograd.grad(out, x_in)
-    finally:
-        generator.train(was[0])
-        for p, f in zip(generator.parameters(), was[1], strict=True):
-            p.requires_grad_(f)
-        clf.train(clf_was[0])
-        for p, f in zip(clf.parameters(), clf_was[1], strict=True):
-            p.requires_grad_(f)
+    with frozen(generator), frozen(clf):
+        x_in = x.detach().clone().requires_grad_(True)
+        target = x_in.unsqueeze(0).expand(r, *x.shape).reshape(r * n, *x.shape[1:])
+        z = z.requires_grad_(True)
+        v = torch.zeros_like(z)
+        dims = tuple(range(1, target.dim()))
+        for rate in lr_schedule(steps, lr, decay):
+            loss = (generator(z) - target).square().mean(dim=dims).sum()
+            (g,) = torch.autograd.grad(loss, z, create_graph=True)
+            v = momentum * v + g
+            z = z - rate * v
+        recon = generator(z)
+        mse = (recon - target).square().mean(dim=dims).view(r, n)
+        best = mse.argmin(dim=0)
+        chosen = recon.view(r, n, *x.shape[1:])[best, torch.arange(n, device=x.device)]
+        out = nn.functional.cross_entropy(clf(chosen), y, reduction="sum")
+        (grad,) = torch.autograd.grad(out, x_in)
     return grad.detach()
 
 
 def input_gradient(clf: nn.Module, x: Tensor, y: Tensor) -> Tensor:
     """d CE(clf(x), y) / dx of the bare classifier (the protocol rows' attacker)."""
-    from repro.train import frozen
-
     with frozen(clf):
         x_in = x.detach().clone().requires_grad_(True)
         loss = nn.functional.cross_entropy(clf(x_in), y, reduction="sum")

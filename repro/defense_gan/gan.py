@@ -5,8 +5,13 @@ Paper: Samangouei, Kabkab & Chellappa, ICLR 2018, https://arxiv.org/abs/1805.066
 (`experiments/cfgs/gans/{mnist,fmnist}.yml`, `DefenseGANBase.train` in `models/gan.py`):
 Adam lr 1e-4, betas (0.5, 0.9) for both networks, batch 50, 5 critic steps per generator step,
 gradient penalty weight 10, 200,000 generator iterations, a checkpoint every 500 iterations.
-Gulrajani et al., "Improved Training of Wasserstein GANs", NeurIPS 2017, Algorithm 1 -> `_critic_step`
-(critic loss D(G(z)) - D(x) + lambda (||grad D(x_hat)||_2 - 1)^2) and `_generator_step` (-D(G(z))).
+
+Map (Gulrajani et al., "Improved Training of Wasserstein GANs", NeurIPS 2017, Algorithm 1):
+- the critic update, loss D(G(z)) - D(x) + lambda (||grad D(x_hat)||_2 - 1)^2 with
+  x_hat = x + alpha (G(z) - x), alpha ~ U(0, 1) -> `_critic_step`; the penalty (their Eq. 3)
+  -> `gradient_penalty`.
+- the generator update, loss -D(G(z)) -> `_generator_step`.
+- the loop, n_critic critic updates per generator update, Adam for both -> `train_wgan_gp`.
 
 Order per iteration follows the code: one generator step (skipped at iteration 0), then the critic
 steps. `train_wgan_gp` writes a checkpoint (networks, both Adam states, the random-number state and
@@ -34,6 +39,7 @@ import torch
 from torch import Tensor
 
 from repro.defense_gan.models import LATENT_DIM, Critic, Generator
+from repro.env import fork_generator
 
 
 @dataclass
@@ -53,6 +59,54 @@ def gradient_penalty(critic: torch.nn.Module, real: Tensor, fake: Tensor, alpha:
     x_hat = (real + alpha * (fake - real)).requires_grad_(True)
     (grad,) = torch.autograd.grad(critic(x_hat).sum(), x_hat, create_graph=True)
     return (grad.flatten(1).norm(dim=1) - 1.0).square().mean()
+
+
+def _critic_step(
+    gen: Generator,
+    critic: Critic,
+    opt_d: torch.optim.Optimizer,
+    x: Tensor,
+    *,
+    batch_size: int,
+    gp_weight: float,
+    rng: torch.Generator,
+) -> tuple[Tensor, Tensor]:
+    """One critic update of Algorithm 1; returns the (detached) critic loss and W estimate.
+
+    Draws, in this order, the batch indices, z and alpha from `rng` (the order resuming relies on);
+    G(z) is computed without a graph, so only the critic's weights get gradients.
+    """
+    idx = torch.randint(0, x.shape[0], (batch_size,), generator=rng, device=x.device)
+    real = x[idx]
+    z = torch.randn(batch_size, gen.latent_dim, generator=rng, device=x.device)
+    alpha = torch.rand(batch_size, 1, 1, 1, generator=rng, device=x.device)
+    with torch.no_grad():
+        fake = gen(z)
+    w = critic(real).mean() - critic(fake).mean()
+    d_loss = -w + gp_weight * gradient_penalty(critic, real, fake, alpha)
+    opt_d.zero_grad(set_to_none=True)
+    d_loss.backward()
+    opt_d.step()
+    return d_loss.detach(), w.detach()
+
+
+def _generator_step(
+    gen: Generator,
+    critic: Critic,
+    opt_g: torch.optim.Optimizer,
+    *,
+    batch_size: int,
+    rng: torch.Generator,
+) -> None:
+    """One generator update of Algorithm 1: minimise -D(G(z)), the critic's weights held fixed
+    (their `requires_grad` is off during the step, so no critic gradient is computed)."""
+    z = torch.randn(batch_size, gen.latent_dim, generator=rng, device=rng.device)
+    critic.requires_grad_(False)
+    g_loss = -critic(gen(z)).mean()
+    opt_g.zero_grad(set_to_none=True)
+    g_loss.backward()
+    opt_g.step()
+    critic.requires_grad_(True)
 
 
 def _config(dim: int, latent_dim: int, batch_size: int, critic_iters: int, gp_weight: float,
@@ -91,13 +145,14 @@ def train_wgan_gp(
 
     device = x.device
     config = _config(dim, latent_dim, batch_size, critic_iters, gp_weight, lr, betas)
-    torch.manual_seed(seed)  # network initialisation
+    # Network initialisation from the global RNG, re-seeded rather than forked: forking would move
+    # the global stream that follows this call (dropout masks of later training) in recorded runs.
+    torch.manual_seed(seed)
     gen = Generator(dim, latent_dim).to(device)
     critic = Critic(dim).to(device)
     opt_g = torch.optim.Adam(gen.parameters(), lr=lr, betas=betas)
     opt_d = torch.optim.Adam(critic.parameters(), lr=lr, betas=betas)
-    rng = torch.Generator(device=device)
-    rng.manual_seed(seed)
+    rng = fork_generator(seed, device=device)  # batches, z and alpha: the state a checkpoint keeps
     start = 0
     critic_hist: list[float] = []
     w_hist: list[float] = []
@@ -136,33 +191,18 @@ def train_wgan_gp(
     end = max(end, start)  # a checkpoint past `iterations` is returned as it is
     gen.train()
     critic.train()
-    n = x.shape[0]
     bar = _progress(range(start, end), progress, "WGAN-GP")
     pending_c: list[Tensor] = []
     pending_w: list[Tensor] = []
     for it in bar:
         if it > 0:  # the code skips the generator step at iteration 0
-            z = torch.randn(batch_size, latent_dim, generator=rng, device=device)
-            critic.requires_grad_(False)
-            g_loss = -critic(gen(z)).mean()
-            opt_g.zero_grad(set_to_none=True)
-            g_loss.backward()
-            opt_g.step()
-            critic.requires_grad_(True)
+            _generator_step(gen, critic, opt_g, batch_size=batch_size, rng=rng)
         for _ in range(critic_iters):
-            idx = torch.randint(0, n, (batch_size,), generator=rng, device=device)
-            real = x[idx]
-            z = torch.randn(batch_size, latent_dim, generator=rng, device=device)
-            alpha = torch.rand(batch_size, 1, 1, 1, generator=rng, device=device)
-            with torch.no_grad():
-                fake = gen(z)
-            w = critic(real).mean() - critic(fake).mean()
-            d_loss = -w + gp_weight * gradient_penalty(critic, real, fake, alpha)
-            opt_d.zero_grad(set_to_none=True)
-            d_loss.backward()
-            opt_d.step()
-        pending_c.append(d_loss.detach())
-        pending_w.append(w.detach())
+            d_loss, w = _critic_step(
+                gen, critic, opt_d, x, batch_size=batch_size, gp_weight=gp_weight, rng=rng
+            )
+        pending_c.append(d_loss)
+        pending_w.append(w)
         done = it + 1
         if done % checkpoint_every == 0 or done == end:
             critic_hist += torch.stack(pending_c).tolist()

@@ -6,10 +6,13 @@ Attacks Using Generative Models", ICLR 2018, https://arxiv.org/abs/1805.06605 (v
 `utils/network_builder.py`).
 
 Map:
-- `Generator`, `Critic`: `mnist_generator` / `mnist_discriminator` of the released code, latent 128,
-  width `dim` (NET_DIM, 64 in the code).
-- `classifier("A".."F")`: `model_a` ... `model_f`; "E" is the black-box substitute (an MLP), "B"
-  the other substitute. Logits out (the code's final Softmax is folded into the loss).
+- the GAN of Table 6 as the released code builds it (`mnist_generator` / `mnist_discriminator`,
+  latent 128, width NET_DIM = 64) -> `Generator`, `Critic` (width `dim` in `Generator`).
+- classifiers A-F of Tables 5-6 (the code's `model_a` ... `model_f`; "E" is the black-box
+  substitute, an MLP, "B" the other substitute), logits out (the code's final Softmax is folded
+  into the loss) -> `classifier` with `CLASSIFIERS`, the code's dropout in `_dropout` and its
+  unit-norm initialisation in `_unit_norm_init`.
+- the projection's initial z ~ N(0, 1/k) (Section 3.2) -> `latent_std`.
 
 Decisions where the paper's tables and the released code differ (the code produced the numbers, so
 the code wins; README.md "Deviations" repeats this):

@@ -35,6 +35,7 @@ import torch
 from torch import Tensor, nn
 
 from repro.defense_gan.models import latent_std
+from repro.train import frozen
 
 #: Largest number of (image, restart) rows pushed through the generator at once. Bounds memory:
 #: at width 64 a row holds ~0.3 MB of activations and gradients (8192 rows ~ 2.5 GB).
@@ -66,38 +67,34 @@ class Projection:
         """The projection that keeps only the first `restarts` restarts (one generator pass)."""
         if not 1 <= restarts <= self.restarts:
             raise ValueError(f"restarts must be in [1, {self.restarts}], got {restarts}")
-        latents = self.restart_latent[:restarts]
-        mses = self.restart_mse[:restarts]
-        best = mses.argmin(dim=0)
-        latent = latents.gather(0, best.view(1, -1, 1).expand(1, -1, latents.shape[2]))[0]
-        with _frozen(generator), torch.no_grad():
-            recon = generator(latent).to(self.reconstruction.dtype)
-        return Projection(
-            reconstruction=recon,
-            latent=latent,
-            mse=mses.gather(0, best.view(1, -1))[0],
-            restart_latent=latents,
-            restart_mse=mses,
-            best_restart=best,
+        return _select(
+            generator,
+            self.restart_latent[:restarts],
+            self.restart_mse[:restarts],
+            like=self.reconstruction,
         )
 
 
-class _frozen:
-    """Context: generator in eval mode with requires_grad off; restores both on exit."""
+def _select(
+    generator: nn.Module, restart_latent: Tensor, restart_mse: Tensor, *, like: Tensor
+) -> Projection:
+    """Keep, per image, the restart with the smallest reconstruction error, and G of its latent.
 
-    def __init__(self, generator: nn.Module) -> None:
-        self.generator = generator
-
-    def __enter__(self) -> nn.Module:
-        self.was_training = self.generator.training
-        self.flags = [p.requires_grad for p in self.generator.parameters()]
-        self.generator.eval().requires_grad_(False)
-        return self.generator
-
-    def __exit__(self, *exc: object) -> None:
-        self.generator.train(self.was_training)
-        for p, flag in zip(self.generator.parameters(), self.flags, strict=True):
-            p.requires_grad_(flag)
+    `restart_latent` (R,N,k) and `restart_mse` (R,N) are every restart's final state; the
+    reconstruction has `like`'s dtype and shape (one generator pass, no graph).
+    """
+    best = restart_mse.argmin(dim=0)
+    latent = restart_latent.gather(0, best.view(1, -1, 1).expand(1, -1, restart_latent.shape[2]))[0]
+    with frozen(generator), torch.no_grad():
+        recon = generator(latent).to(like.dtype).view_as(like)
+    return Projection(
+        reconstruction=recon,
+        latent=latent,
+        mse=restart_mse.gather(0, best.view(1, -1))[0],
+        restart_latent=restart_latent,
+        restart_mse=restart_mse,
+        best_restart=best,
+    )
 
 
 def initial_latents(
@@ -162,7 +159,7 @@ def project(
     rates = lr_schedule(steps, lr, decay, decay_at)
     chunk = max(1, max_rows // restarts)
     latents, mses = [], []
-    with _frozen(generator):
+    with frozen(generator):
         for start in range(0, n, chunk):  # chunks of images bound memory; each chunk is batched
             z, mse = _project_chunk(
                 generator,
@@ -173,20 +170,7 @@ def project(
             )
             latents.append(z)
             mses.append(mse)
-        restart_latent = torch.cat(latents, dim=1)
-        restart_mse = torch.cat(mses, dim=1)
-        best = restart_mse.argmin(dim=0)
-        latent = restart_latent.gather(0, best.view(1, -1, 1).expand(1, -1, latent_dim))[0]
-        with torch.no_grad():
-            recon = generator(latent).to(x.dtype).view_as(x)
-    return Projection(
-        reconstruction=recon,
-        latent=latent,
-        mse=restart_mse.gather(0, best.view(1, -1))[0],
-        restart_latent=restart_latent,
-        restart_mse=restart_mse,
-        best_restart=best,
-    )
+    return _select(generator, torch.cat(latents, dim=1), torch.cat(mses, dim=1), like=x)
 
 
 def _project_chunk(

@@ -29,13 +29,11 @@ Deviations:
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from repro.train import frozen  # re-exported: attacks here and elsewhere use it
+from repro.train import Attack, frozen  # `frozen` re-exported: attacks elsewhere use it
 
 __all__ = [
     "Maxout",
@@ -166,7 +164,7 @@ def error_and_confidence(
     x: Tensor,
     y: Tensor,
     *,
-    attack: Callable[[nn.Module, Tensor, Tensor], Tensor] | None = None,
+    attack: Attack | None = None,
     batch_size: int = 1000,
 ) -> tuple[float, float]:
     """Error rate and the paper's "average confidence", both in percent, batch by batch.

@@ -11,8 +11,8 @@ Map:
     forward pass with g and the backward pass with a differentiable ĝ ≈ g; with g(x) ≈ x the
     special case ĝ = identity gives ∇_x f(g(x)) ≈ ∇f(u)|_{u=g(x)}       -> `bpda`, `_BPDA`
   - the attacked model x ↦ f(g(x)) with BPDA gradients                   -> `BPDAWrapper`
-  - the attack itself: any gradient attack on the wrapper, e.g.
-    `pgd_linf(BPDAWrapper(project, classifier), x, y, ...)` from `repro.madry_pgd`.
+  - the attack itself: any gradient attack on the wrapper     -> e.g. `repro.madry_pgd.pgd_linf`
+    on `BPDAWrapper(project, classifier)`.
 Deviations:
   - For Defense-GAN itself the paper's case study searches the generator's range for a
     misclassified G(z) close to x (an ℓ2 attack) instead of BPDA. We provide the identity-BPDA of

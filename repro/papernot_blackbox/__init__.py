@@ -33,6 +33,7 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
+from repro.env import forked_global_rng
 from repro.train import Attack, frozen, train_classifier
 
 __all__ = ["Oracle", "blackbox_attack", "jacobian_augmentation", "train_substitute", "transfer"]
@@ -150,9 +151,7 @@ def train_substitute(
     if generator is None:
         substitute = make_model()
     else:  # the same generator gives the same initial weights, without touching the global RNG
-        seed = int(torch.randint(0, 2**62, (1,), generator=generator, device=generator.device))
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
+        with forked_global_rng(generator):
             substitute = make_model()
     substitute = substitute.to(x_holdout.device)
     x_sub = x_holdout.detach()

@@ -9,7 +9,15 @@ import pytest
 import torch
 
 from repro import ReproError
-from repro.env import device_name, pick_device, progress_bar, provenance, seed_everything
+from repro.env import (
+    device_name,
+    fork_generator,
+    forked_global_rng,
+    pick_device,
+    progress_bar,
+    provenance,
+    seed_everything,
+)
 from repro.scales import resolve_scale
 
 
@@ -34,6 +42,38 @@ def test_same_seed_same_numbers_other_seed_other_numbers() -> None:
 def test_seed_must_be_an_integer() -> None:
     with pytest.raises(ReproError, match="seed must be an integer"):
         seed_everything("0")  # type: ignore[arg-type]
+
+
+def test_fork_generator_takes_exactly_one_draw_from_the_parent() -> None:
+    parent, reference = torch.Generator().manual_seed(3), torch.Generator().manual_seed(3)
+    child = fork_generator(parent)
+    # the stream recorded runs depend on: the child's seed is one randint(0, 2**62) draw
+    assert child.initial_seed() == int(torch.randint(0, 2**62, (1,), generator=reference))
+    torch.rand(100, generator=child)  # whatever the child draws, the parent is one draw on
+    assert torch.equal(torch.rand(3, generator=parent), torch.rand(3, generator=reference))
+    again = fork_generator(torch.Generator().manual_seed(3))
+    twin = fork_generator(torch.Generator().manual_seed(3))
+    assert torch.equal(torch.rand(4, generator=again), torch.rand(4, generator=twin))
+    # from a seed: the generator `seed_everything` returns
+    assert torch.equal(
+        torch.rand(3, generator=fork_generator(7)), torch.rand(3, generator=seed_everything(7))
+    )
+    for bad in ("7", True, 1.5):
+        with pytest.raises(ReproError, match="fork_generator"):
+            fork_generator(bad)  # type: ignore[arg-type]
+
+
+def test_forked_global_rng_seeds_a_block_and_leaves_the_global_stream_alone() -> None:
+    torch.manual_seed(0)
+    undisturbed = torch.rand(3)
+    torch.manual_seed(0)
+    with forked_global_rng(torch.Generator().manual_seed(5)) as seed:
+        inside = torch.rand(2)
+    assert torch.equal(torch.rand(3), undisturbed)
+    with forked_global_rng(torch.Generator().manual_seed(5)) as again:
+        assert again == seed and torch.equal(torch.rand(2), inside)
+    child = fork_generator(torch.Generator().manual_seed(5))  # the same draw, the same stream
+    assert child.initial_seed() == seed and torch.equal(torch.rand(2, generator=child), inside)
 
 
 def test_devices() -> None:
