@@ -192,7 +192,7 @@ def use(root: Path, url: str) -> None:
 
 def bench_sync(root: Path, url: str) -> dict[str, float]:
     from catalog.db import get_engine, session_scope
-    from catalog.ingest import sync
+    from catalog.sync import sync
 
     use(root, url)
     get_engine()  # create the schema first: migrations are not part of sync
@@ -216,8 +216,8 @@ def bench_sync(root: Path, url: str) -> dict[str, float]:
 
 def bench_search(root: Path, url: str, repeats: int = 20) -> dict[str, float]:
     from catalog.db import get_engine, session_scope
-    from catalog.ingest import sync
     from catalog.queries import search
+    from catalog.sync import sync
 
     use(root, url)
     with session_scope() as session:

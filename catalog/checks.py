@@ -68,8 +68,8 @@ def _norm_url(url: str | None) -> str:
 
 
 def _check_bibliography(root: Path, problems: list[Problem]) -> dict[str, Any]:
-    from catalog.ingest import BIB, paper_record
     from catalog.lists import normalise_title
+    from catalog.snapshot import BIB, paper_record
 
     source = BIB
     try:
@@ -151,8 +151,8 @@ def _check_house_key(entry: bt.BibEntry, rec: Any, source: str, problems: list[P
 
 
 def _check_lists(root: Path, records: dict[str, Any], problems: list[Problem]) -> None:
-    from catalog.ingest import paper_index
     from catalog.lists import extra_path, list_files, parse_list_text, read_additions, resolve
+    from catalog.snapshot import paper_index
 
     index = paper_index(records)
     parsed = []
@@ -254,7 +254,7 @@ def _check_lists(root: Path, records: dict[str, Any], problems: list[Problem]) -
 
 
 def _check_reviews_and_repros(root: Path, records: dict[str, Any], problems: list[Problem]) -> None:
-    from catalog.ingest import repro_files, repro_record, review_files, review_record
+    from catalog.snapshot import repro_files, repro_record, review_files, review_record
 
     for path in review_files(root):
         try:
@@ -270,7 +270,7 @@ def _check_reviews_and_repros(root: Path, records: dict[str, Any], problems: lis
             repros[path.parent.name] = None
             continue
         repros[rec.slug] = rec
-    for slug, rec in repros.items():
+    for rec in repros.values():
         if rec is None:
             continue
         for used in rec.values["uses"]:
@@ -284,16 +284,6 @@ def _check_reviews_and_repros(root: Path, records: dict[str, Any], problems: lis
                         rec.values["paper_key"],
                     )
                 )
-        odd = [r["row_id"] for r in rec.expected if not re.fullmatch(r"\w+", r["row_id"], re.A)]
-        if odd:
-            problems.append(
-                Problem(
-                    "warning",
-                    "expected-id",
-                    f"{len(odd)} row id(s) are not snake_case identifiers: {', '.join(odd[:3])}",
-                    f"repro/{slug}/expected.csv",
-                )
-            )
 
 
 def _check_database(session: Any, records: dict[str, Any], problems: list[Problem]) -> None:

@@ -17,7 +17,7 @@ import pytest
 from typer.testing import CliRunner, Result
 
 from catalog.db import session_scope
-from catalog.ingest import SyncReport, sync
+from catalog.sync import SyncReport, sync
 
 FGSM = "2015_Goodfellow_I_p-iclr_ehae"
 DEFENSE_GAN = "2018_Samangouei_P_p-iclr_dpcaaugm"
@@ -29,6 +29,9 @@ title = "FGSM demo"
 datasets = ["fashion_mnist"]
 uses = []
 notebook = false
+
+[metrics]
+error_pct = "percent"
 
 [scales.smoke]
 epochs = 1

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import text
 
-import catalog.ingest
+import catalog.add
 from catalog import bibtex as bt
 from catalog.db import session_scope
 
@@ -144,7 +144,7 @@ def test_database_failure_restores_references_bib(
     def broken(*args, **kwargs):
         raise catalog.CatalogError("database went away")
 
-    monkeypatch.setattr(catalog.ingest, "_sync_papers", broken)
+    monkeypatch.setattr(catalog.add, "sync_papers", broken)
     result = cli("add", "--bibtex", str(source), "--list", "defense-mechanisms")
     assert result.exit_code == 1
     assert result.stderr == "error: database went away\n"
@@ -310,3 +310,56 @@ def test_add_on_a_never_synced_database_stores_the_lists_too(lit, db_url, cli, t
     with session_scope() as session:
         entries = session.execute(text("SELECT count(*) FROM listentry")).scalar()
     assert entries == 31
+
+
+ICLR_MACRO = '@string{iclr = "International Conference on Learning Representations (ICLR)"}\n\n'
+CW_WITH_MACRO = ICLR_MACRO + CW.replace(
+    "booktitle={International Conference on Learning Representations (ICLR)}", "booktitle = iclr"
+)
+
+
+def test_add_writes_the_string_definitions_the_entry_uses(synced, cli, tmp_path: Path) -> None:
+    root, _ = synced
+    bib = root / "papers" / "references.bib"
+    before = bib.read_text()
+    source = tmp_path / "cw.bib"
+    source.write_text(CW_WITH_MACRO)
+    result = cli("add", "--bibtex", str(source))
+    assert result.exit_code == 0, result.output
+    after = bib.read_text()
+    assert after.startswith(before.rstrip("\n"))
+    assert after[len(before.rstrip("\n")) :].startswith("\n\n" + ICLR_MACRO + "@inproceedings{")
+    assert "  booktitle = iclr,\n" in after
+    with session_scope() as session:
+        venue = session.execute(
+            text("SELECT venue FROM paper WHERE key = :k"), {"k": CW_KEY}
+        ).scalar()
+    assert venue == "International Conference on Learning Representations (ICLR)"
+    assert "nothing to do" in cli("sync").stdout
+    # another entry using the same macro: the file has the definition, it is not repeated
+    source.write_text(ICLR_MACRO + TWO.replace("year={2016}", "booktitle = iclr, year={2016}"))
+    assert cli("add", "--bibtex", str(source)).exit_code == 0
+    assert bib.read_text().count("@string{iclr") == 1
+
+
+def test_add_with_a_conflicting_string_definition_changes_nothing(
+    synced, cli, tmp_path: Path, db_dump
+) -> None:
+    root, _ = synced
+    bib = root / "papers" / "references.bib"
+    source = tmp_path / "cw.bib"
+    source.write_text(CW_WITH_MACRO)
+    assert cli("add", "--bibtex", str(source)).exit_code == 0
+    line = bib.read_text().split("\n").index(ICLR_MACRO.strip()) + 1
+    before_file, before_db = bib.read_bytes(), db_dump()
+    source.write_text(
+        '@string{iclr = "ICLR"}\n' + TWO.replace("year={2016}", "booktitle=iclr, year={2016}")
+    )
+    result = cli("add", "--bibtex", str(source))
+    assert result.exit_code == 1
+    assert result.stderr == (
+        f"error: {source}:1: key 2016_Kurakin_A_arxiv_aepw: @string iclr = 'ICLR' conflicts with"
+        f" papers/references.bib:{line} (iclr = 'International Conference on Learning"
+        " Representations (ICLR)')\n"
+    )
+    assert bib.read_bytes() == before_file and db_dump() == before_db

@@ -100,6 +100,15 @@ def broken_front_matter(root: Path) -> str:
     return r"papers/reviews/2018_Samangouei_P_p-iclr_dpcaaugm.md:\d+: bad YAML front matter"
 
 
+def metric_without_unit(root: Path) -> str:
+    toml = root / "repro" / "demo" / "repro.toml"
+    toml.write_text(toml.read_text().replace('[metrics]\nerror_pct = "percent"\n', ""))
+    return (
+        r"repro/demo/expected.csv:2: metric 'error_pct' has no unit: declare it in "
+        r"repro/demo/repro.toml under \[metrics\]"
+    )
+
+
 CASES = {
     "malformed-bibtex": unclosed_entry,
     "no-title": missing_field("title"),
@@ -112,6 +121,7 @@ CASES = {
     "list-is-a-folder": list_that_is_a_folder,
     "unknown-list-format": list_in_no_known_format,
     "broken-review-front-matter": broken_front_matter,
+    "metric-without-unit": metric_without_unit,
 }
 
 

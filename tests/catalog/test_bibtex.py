@@ -10,6 +10,7 @@ import pytest
 
 from catalog import CatalogError
 from catalog import bibtex as bt
+from catalog import bibwrite as bw
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -148,7 +149,7 @@ def test_merge_appends_in_file_style_and_keeps_the_rest_byte_for_byte() -> None:
         "    author    = {X, Y},\n    year      = {2001},\n}\n"
     )
     bib = bt.parse(original)
-    style = bt.detect_style(bib)
+    style = bw.detect_style(bib)
     assert (style.indent, style.align, style.trailing_comma, style.blank_lines) == (
         "    ",
         True,
@@ -156,7 +157,7 @@ def test_merge_appends_in_file_style_and_keeps_the_rest_byte_for_byte() -> None:
         1,
     )
     (new,) = bt.parse("@ARTICLE{c, author={Z, W}, title={C}, year=2002}").entries
-    merged = bt.merge_entries(bib, {"c": bt.restyle(new, style)})
+    merged = bw.merge_entries(bib, {"c": bw.restyle(new, style)})
     assert merged.startswith(original)
     assert merged[len(original) :] == (
         "\n@article{c,\n    author = {Z, W},\n    title  = {C},\n    year   = 2002,\n}\n"
@@ -169,7 +170,7 @@ def test_merge_replaces_an_entry_in_place() -> None:
         "@misc{a, title={A}, author={X}, year=2000}\n\n@misc{b, title={B}, author={X}, year=2001}\n"
     )
     bib = bt.parse(original)
-    replaced = bt.merge_entries(bib, {"a": "@misc{a, title={A2}, author={X}, year=2000}"})
+    replaced = bw.merge_entries(bib, {"a": "@misc{a, title={A2}, author={X}, year=2000}"})
     assert replaced == original.replace("{A}", "{A2}")
 
 
@@ -177,7 +178,7 @@ def test_atomic_write_replaces_whole_file_and_keeps_mode(tmp_path: Path) -> None
     path = tmp_path / "references.bib"
     path.write_text("old\n")
     os.chmod(path, 0o640)
-    bt.atomic_write(path, "new\n")
+    bw.atomic_write(path, "new\n")
     assert path.read_text() == "new\n"
     assert stat.S_IMODE(path.stat().st_mode) == 0o640
     assert sorted(p.name for p in tmp_path.iterdir()) == ["references.bib"]
@@ -207,3 +208,128 @@ def test_house_key() -> None:
     assert key == "2016_MoosaviDezfooli_S_p-cvpr_dsamfdnn"
     assert bt.HOUSE_KEY.match(key)
     assert not bt.HOUSE_KEY.match("madry2018towards")
+
+
+def test_paren_entries_and_comment_blocks() -> None:
+    text = (
+        '@comment{ @misc{x, not an entry} }\n@preamble{ "\\newcommand{\\x}{y}" }\n'
+        "@misc(k1, title = {A (B)}, author = {X}, year = 2001)\n"
+    )
+    (entry,) = bt.parse(text).entries
+    assert (entry.key, entry.get("title"), entry.line) == ("k1", "A (B)", 3)
+    with pytest.raises(
+        CatalogError, match=r"^f.bib:1: key k1: entry is never closed \(missing '\)'"
+    ):
+        bt.parse("@misc(k1, title = {A}, author = {X}, year = 2001\n", "f.bib")
+
+
+# --------------------------------------------------------------------------- @string, crossref,
+# NUL bytes and CRLF (issue 9): each of these tests fails on the hand-written parser.
+
+ICLR_ADDED = """@string{iclr = "International Conference on Learning Representations"}
+@string{iclr18 = iclr # " (ICLR 2018)"}
+
+@inproceedings{2018_Madry_A_p-iclr_tdlmaa,
+  title = {Towards Deep Learning Models Resistant to Adversarial Attacks},
+  author = {Madry, Aleksander},
+  booktitle = iclr18,
+  year = 2018,
+}
+"""
+FILE = "@misc{a, title={A}, author={X, Y}, year=2000}\n"
+
+
+def test_merge_writes_the_string_definitions_the_new_entries_use() -> None:
+    bib, incoming = bt.parse(FILE), bt.parse(ICLR_ADDED, "new.bib")
+    texts = {e.key: bw.restyle(e, bw.detect_style(bib)) for e in incoming.entries}
+    merged = bw.merge_entries(bib, texts, incoming)
+    assert merged.startswith(FILE)
+    # both definitions (iclr18 is written in terms of iclr), in their order, before the entry
+    assert merged.index("@string{iclr =") < merged.index("@string{iclr18") < merged.index("@inpro")
+    (_, madry) = bt.parse(merged).entries
+    assert (
+        madry.get("booktitle") == "International Conference on Learning Representations (ICLR 2018)"
+    )
+    # merged again into a file that has the same definitions: they are not repeated
+    again = bw.merge_entries(bt.parse(merged), texts, incoming)
+    assert again.count("@string{iclr =") == 1 and again.count("@string{iclr18") == 1
+
+
+def test_a_conflicting_string_definition_is_refused_naming_both_lines() -> None:
+    bib = bt.parse(FILE + '\n@string{iclr = "ICLR"}\n')
+    incoming = bt.parse(ICLR_ADDED, "new.bib")
+    texts = {e.key: bw.restyle(e, bw.Style()) for e in incoming.entries}
+    with pytest.raises(CatalogError) as info:
+        bw.merge_entries(bib, texts, incoming)
+    message = str(info.value)
+    assert message.startswith("new.bib:1: key 2018_Madry_A_p-iclr_tdlmaa: @string iclr = ")
+    assert "conflicts with papers/references.bib:3 (iclr = 'ICLR')" in message
+    assert "\n" not in message
+
+
+def test_an_undefined_macro_is_an_error_not_a_venue_named_after_it() -> None:
+    text = "@inproceedings{k,\n  title = {T}, author = {A, B},\n  booktitle = iclr, year = 2018}"
+    with pytest.raises(CatalogError, match=r"^x.bib:3: key k: undefined @string macro 'iclr'$"):
+        bt.parse(text, "x.bib")
+    # a definition after the use is too late, as in BibTeX
+    with pytest.raises(CatalogError, match="undefined @string macro 'iclr'"):
+        bt.parse(text + '\n@string{iclr = "ICLR"}', "x.bib")
+    assert bt.parse(text.replace("iclr,", "nov,"), "x.bib").entries[0].get("booktitle") == "Nov"
+
+
+CROSSREF = """@inproceedings{2018_Madry_A_p-iclr_tdlmaa,
+  title = {Towards Deep Learning Models Resistant to Adversarial Attacks},
+  author = {Madry, Aleksander},
+  crossref = {iclr2018},
+}
+
+@proceedings{iclr2018,
+  title = {Proceedings of ICLR 2018},
+  booktitle = {International Conference on Learning Representations (ICLR)},
+  year = 2018,
+  author = {Editors, The},
+}
+"""
+
+
+def test_crossref_inherits_the_missing_fields_from_the_same_file() -> None:
+    madry, _ = bt.parse(CROSSREF).entries
+    assert madry.get("year") == "2018"
+    assert bt.venue_of(madry) == (
+        "International Conference on Learning Representations (ICLR)",
+        "conference",
+    )
+    assert madry.get("title").startswith("Towards")  # its own fields win
+    assert madry.inherited["year"].line == 10
+    # rewritten for another file, the entry keeps only what it says itself
+    assert "year" not in bw.restyle(madry, bw.Style())
+
+
+def test_a_crossref_to_another_file_is_refused_naming_crossref() -> None:
+    alone = CROSSREF[: CROSSREF.index("@proceedings")]
+    with pytest.raises(CatalogError) as info:
+        bt.parse(alone, "papers/references.bib")
+    assert str(info.value) == (
+        "papers/references.bib:4: key 2018_Madry_A_p-iclr_tdlmaa: crossref 'iclr2018' names no"
+        " entry in this file (add that entry to it)"
+    )
+
+
+def test_a_nul_byte_is_refused_with_file_line_and_key() -> None:
+    text = FILE + "\n@misc{b,\n  title={B\0}, author={X}, year=2001}\n"
+    with pytest.raises(CatalogError) as info:
+        bt.parse(text, "papers/references.bib")
+    assert str(info.value) == "papers/references.bib:4: key b: NUL byte (\\0) in the text"
+
+
+def test_crlf_input_leaves_no_carriage_return_in_what_merge_writes() -> None:
+    crlf = FILE + "\n@misc{b,\n  title = {B\n  continued},\n  author = {X},\n  year = 2001,\n}\n"
+    crlf = crlf.replace("\n", "\r\n")
+    bib = bt.parse(crlf)
+    assert [e.line for e in bib.entries] == [1, 3]
+    incoming = bt.parse(ICLR_ADDED.replace("\n", "\r\n"), "new.bib")
+    texts = {e.key: bw.restyle(e, bw.detect_style(bib)) for e in incoming.entries}
+    merged = bw.merge_entries(bib, texts, incoming)
+    assert "\r" not in merged
+    assert [e.key for e in bt.parse(merged).entries] == ["a", "b", "2018_Madry_A_p-iclr_tdlmaa"]
+    assert bt.parse(merged).entries[1].get("title") == "B\n  continued"

@@ -9,7 +9,6 @@ import pytest
 
 from catalog import CatalogError
 from catalog import bibtex as bt
-from catalog.ingest import paper_index, paper_records
 from catalog.lists import (
     ParsedEntry,
     detect_format,
@@ -18,6 +17,7 @@ from catalog.lists import (
     read_lists,
     resolve,
 )
+from catalog.snapshot import paper_index, paper_records
 
 REPO = Path(__file__).resolve().parents[2]
 LISTS = REPO / "papers" / "lists"

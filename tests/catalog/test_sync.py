@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import shutil
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -10,8 +13,8 @@ from sqlalchemy import text
 
 from catalog import CatalogError
 from catalog.db import session_scope
-from catalog.ingest import sync
 from catalog.runs import store_run
+from catalog.sync import sync
 
 FGSM = "2015_Goodfellow_I_p-iclr_ehae"
 DEFENSE_GAN = "2018_Samangouei_P_p-iclr_dpcaaugm"
@@ -65,20 +68,45 @@ def test_sync_imports_papers_lists_reviews_and_reproductions(synced) -> None:
 
 def test_expected_rows_and_reproduction_fields(synced) -> None:
     row = rows(
-        "SELECT paper_value, tolerance, higher_is_better, provenance, setting, position"
-        " FROM expectedresult WHERE row_id = 'cifar_row'"
+        "SELECT paper_value, tolerance, higher_is_better, provenance, setting, position, status,"
+        " unit, paper_std FROM expectedresult WHERE row_id = 'cifar_row'"
     )[0]
     assert row[0] == 87.15 and row[1] == 2.0 and not row[2]
     assert row[3] == "unverified: memory"
-    setting = row[4] if isinstance(row[4], dict) else __import__("json").loads(row[4])
-    assert setting == {
-        "status": "not_run: CIFAR-10 is not available offline",
-        "model": "maxout",
-        "eps": 0.1,
-    }
+    setting = row[4] if isinstance(row[4], dict) else json.loads(row[4])
+    assert setting == {"model": "maxout", "eps": 0.1}  # status is a column, not a setting
     assert row[5] == 1
-    repro = rows("SELECT paper_key, needs_gpu, has_notebook, path FROM reproduction")
-    assert repro == [(FGSM, True, False, "repro/demo")]
+    assert row[6] == "not_run: CIFAR-10 is not available offline"
+    assert row[7] == "percent"  # from repro.toml's [metrics]
+    assert row[8] is None
+    assert rows(
+        "SELECT status, unit, position FROM expectedresult WHERE row_id = 'maxout_fgsm_error'"
+    ) == [(None, "percent", 0)]
+    repro = rows("SELECT paper_key, needs_gpu, has_notebook, path, title FROM reproduction")
+    assert repro == [(FGSM, True, False, "repro/demo", "FGSM demo")]
+    config = scalar("SELECT config FROM reproduction WHERE slug = 'demo'")
+    config = config if isinstance(config, dict) else json.loads(config)
+    assert config["metrics"] == {"error_pct": "percent"}
+    assert config["scales"]["smoke"] == {"epochs": 1} and config["needs_gpu"] is True
+
+
+def test_a_changed_status_is_one_update_then_nothing(synced) -> None:
+    root, _ = synced
+    csv_path = root / "repro" / "demo" / "expected.csv"
+    csv_path.write_text(
+        csv_path.read_text().replace(
+            ",not_run: CIFAR-10 is not available offline,", ",not_run: still no CIFAR-10,"
+        )
+    )
+    with session_scope() as session:
+        report = sync(session, root)
+    assert report.kinds["expected rows"].updated == ["demo/cifar_row"]
+    assert [k for k, r in report.kinds.items() if r.added or r.updated] == ["expected rows"]
+    assert scalar("SELECT status FROM expectedresult WHERE row_id = 'cifar_row'") == (
+        "not_run: still no CIFAR-10"
+    )
+    with session_scope() as session:
+        assert not sync(session, root).changed
 
 
 def test_second_sync_changes_nothing(synced, db_dump) -> None:
@@ -194,11 +222,11 @@ def test_review_of_an_unknown_key_is_an_error(lit: Path, db_dump) -> None:
         ),
         (
             "id,source,dataset,metric,paper,tolerance\na,T1,mnist,acc,high,0.1\n",
-            r"expected.csv:2: row a: paper 'high' is not a number",
+            r"expected.csv:2: row a: column 'paper': 'high' is not a number",
         ),
         (
             "id,source,dataset,metric,paper,tolerance\na,T1,mnist,acc,1,\n",
-            r"expected.csv:2: row a: tolerance '' is not a number",
+            r"expected.csv:2: row a: column 'tolerance' is empty \(a number is required unless",
         ),
     ],
 )
@@ -207,6 +235,24 @@ def test_broken_expected_csv_is_one_clear_error(lit: Path, csv_text: str, messag
     with pytest.raises(CatalogError, match=message) as info, session_scope() as session:
         sync(session, lit)
     assert str(info.value).startswith("repro/demo/expected.csv:")
+
+
+def test_a_metric_without_a_declared_unit_names_its_line(lit: Path, db_dump) -> None:
+    (lit / "repro" / "demo" / "expected.csv").write_text(
+        "id,source,dataset,metric,paper,tolerance\n"
+        "a,T1,mnist,error_pct,1.5,0.5\n"
+        "b,T1,mnist,accuracy,0.98,0.01\n"
+        "c,T1,mnist,accuracy,0.97,0.01\n"
+    )
+    before = db_dump()
+    expected = (
+        r"^repro/demo/expected.csv:3: metric 'accuracy' has no unit: declare it in "
+        r"repro/demo/repro.toml under \[metrics\]"
+    )
+    with pytest.raises(CatalogError, match=expected) as info, session_scope() as session:
+        sync(session, lit)
+    assert "\n" not in str(info.value)
+    assert db_dump() == before
 
 
 def test_repro_with_unknown_paper_key_names_file_and_line(lit: Path) -> None:
@@ -223,8 +269,6 @@ def test_sync_command_prints_the_report(lit: Path, cli) -> None:
     assert "papers added:" in first.stdout and "list entries" in first.stdout
     second = cli("sync", "--json")
     assert second.exit_code == 0
-    import json
-
     report = json.loads(second.stdout)
     assert report["kinds"]["papers"]["added"] == []
     assert report["kinds"]["list entries"]["unchanged"] == 31
@@ -235,3 +279,46 @@ def test_sync_of_the_real_tree(project: Path, cli) -> None:
     """The checkout's own papers/ and repro/ folders sync cleanly (every repro key is in the bib)."""
     result = cli("sync")
     assert result.exit_code == 0, result.stderr
+
+
+def test_sync_waits_for_the_papers_lock_that_add_holds(synced) -> None:
+    """Issue 10: `catalog sync --prune` during `catalog add`. The add holds the papers/ lock from
+    reading references.bib until its commit; a sync must not read the files before the add is
+    done (it would see them half-changed, or prune the paper the add is storing)."""
+    from catalog.add import add_entries
+    from catalog.locks import FileGuard, bib_lock
+    from catalog.sync import sync_project
+
+    root, _ = synced
+    bib = root / "papers" / "references.bib"
+    good = bib.read_text()
+    new_key = "2020_Writer_W_arxiv_l"
+    outcome: dict[str, object] = {}
+
+    def run_sync() -> None:
+        try:
+            outcome["report"] = sync_project(root, prune=True)
+        except Exception as exc:  # reported below, in the test's thread
+            outcome["error"] = exc
+
+    with bib_lock(root):
+        worker = threading.Thread(target=run_sync)
+        worker.start()
+        # while the lock is held the files may be in any state: a sync reading them now fails
+        bib.write_text(good + "\n@misc{2020_Broken_B_arxiv_b,\n  title = {Half written\n")
+        time.sleep(1.0)
+        assert worker.is_alive(), outcome
+        bib.write_text(good)
+        with FileGuard() as guard, session_scope() as session:
+            add_entries(
+                session,
+                f"@misc{{{new_key}, title={{Locked}}, author={{Writer, Wu}}, year=2020}}\n",
+                root=root,
+                guard=guard,
+            )
+    worker.join(60)
+    assert not worker.is_alive() and "error" not in outcome, outcome
+    report = outcome["report"]
+    assert new_key not in report.kinds["papers"].vanished  # type: ignore[attr-defined]
+    assert not report.changed  # type: ignore[attr-defined]
+    assert scalar("SELECT COUNT(*) FROM paper WHERE key = :k", k=new_key) == 1

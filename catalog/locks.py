@@ -1,0 +1,87 @@
+"""Writers of `papers/`: the folder lock and the file guard that keep files and catalog in step.
+
+`bib_lock` serialises every command that reads `papers/` and then writes the database from what it
+read (`catalog add`, `catalog sync`): two adds at once would each rewrite references.bib from the
+same old text and one addition would be lost, and a `sync --prune` that read the files just before
+an add wrote them would delete the paper the add had just stored. `FileGuard` puts files back when
+the database part of a command fails, so `references.bib` and the catalog never disagree.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from types import TracebackType
+
+from catalog import bibwrite as bw
+from catalog.config import project_root
+
+__all__ = ["FileGuard", "bib_lock"]
+
+
+@contextmanager
+def bib_lock(root: Path | None = None) -> Iterator[None]:
+    """Hold the exclusive lock on `root/papers/` for the block (waiting for it as long as needed).
+
+    Hold it around the whole command, database commit included: the lock only helps if the files a
+    command read still describe the database when its transaction commits.
+
+    An exclusive `flock` on the `papers/` folder itself: no lock file to leave behind, and it still
+    works although each write replaces references.bib by a new file. Plain readers never wait. Each
+    call opens its own descriptor, so the lock is not re-entrant: a thread or process holding it
+    blocks every other holder, the same process included. Without `papers/` there is nothing to
+    protect (the command reports the missing files itself).
+    """
+    root = Path(root) if root is not None else project_root()
+    try:
+        import fcntl
+    except ImportError:  # Windows: no advisory locks; concurrent writers stay racy there
+        yield
+        return
+    try:
+        fd = os.open(root / "papers", os.O_RDONLY)
+    except FileNotFoundError:
+        yield
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing releases the lock
+
+
+class FileGuard:
+    """Files written during a command, restored to their old content if the command fails.
+
+    Used around the database transaction: if anything after the atomic write fails (the database
+    part included), every file is put back, so `references.bib` and the catalog never disagree.
+    """
+
+    def __init__(self) -> None:
+        self._saved: dict[Path, bytes | None] = {}
+
+    def __enter__(self) -> FileGuard:
+        return self
+
+    def write(self, path: Path, text: str) -> None:
+        """Atomically replace `path`, remembering what it held first."""
+        path = Path(path)
+        if path not in self._saved:
+            self._saved[path] = path.read_bytes() if path.exists() else None
+        bw.atomic_write(path, text)
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if exc_type is None:
+            return
+        for path, old in self._saved.items():
+            if old is None:
+                path.unlink(missing_ok=True)
+            else:
+                bw.atomic_write(path, old.decode("utf-8"))
