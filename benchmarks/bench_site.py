@@ -158,6 +158,7 @@ def generate(url: str, runs_dir: Path, n_papers: int, seed: int = 0) -> dict[str
                         source="Table 1",
                         dataset="mnist",
                         metric="accuracy",
+                        unit="fraction",
                         paper_value=round(rng.random(), 4),
                         tolerance=0.03,
                         setting={
@@ -201,7 +202,7 @@ def generate(url: str, runs_dir: Path, n_papers: int, seed: int = 0) -> dict[str
 
 def measure(n_papers: int, repeat: int) -> dict[str, Any]:
     from catalog.db import reset_engines, session_scope
-    from catalog.publish import publish
+    from sitebuilder import publish
 
     with tempfile.TemporaryDirectory(prefix="bench-site-") as tmp:
         root = Path(tmp)

@@ -8,6 +8,8 @@
                                                             (what the site and `repro show` print)
     paper_status(summaries, reproductions)  -> Status      a paper's status from its runs
                                                             (the site, the nightly's report)
+    adaptive_target(metric name)            -> (row, attack) which published row an adaptive
+                                                            attack of ours challenges
 
 Verdict rules (per expected.csv row, `verdict_of`): at `full`, `match` when |value - paper| <=
 tolerance, else `deviates`; at `smoke`/`small`, or when the row was measured on another dataset than
@@ -38,11 +40,13 @@ if TYPE_CHECKING:
     import pandas as pd
 
 __all__ = [
+    "ADAPTIVE_PREFIX",
     "RUN_COLUMNS",
     "SCALE_RANK",
     "STATUSES",
     "VERDICTS",
     "Status",
+    "adaptive_target",
     "best_per_row",
     "compare_run",
     "comparison_frame",
@@ -278,6 +282,26 @@ def best_per_row(frame: pd.DataFrame) -> pd.DataFrame:
         .drop(columns=["_ran", "_rank", "_order"])
         .reset_index(drop=True)
     )
+
+
+#: free metrics named `adaptive.<expected row id>.<attack>` are our adaptive attacks on a row's setting
+ADAPTIVE_PREFIX = "adaptive."
+
+
+def adaptive_target(name: str) -> tuple[str, str] | None:
+    """`(row id, attack)` of a free metric recording an adaptive attack of ours, else None.
+
+    Convention (notebooks write it, the site reads it): `adaptive.<expected_row_id>.<attack>`, e.g.
+    `adaptive.t4_fmnist_fgsm_a_defgan_rec.bpda_eot_pgd`, the same quantity as the row (accuracy
+    of that model and defense) under an attack the paper did not run. Why a name and not a
+    column: the paper's table stays the paper's, and the finding sits beside the row it challenges.
+    """
+    if not name.startswith(ADAPTIVE_PREFIX):
+        return None
+    row_id, _, attack = name[len(ADAPTIVE_PREFIX) :].partition(".")
+    if not row_id or not attack:
+        return None
+    return row_id, attack
 
 
 def verdict_counts(frame: pd.DataFrame) -> dict[str, int]:

@@ -1,8 +1,11 @@
 """The nightly: re-run every reproduction, catch drift, rebuild the site.
 
-    nox -s nightly -- [--scale smoke|small|full|auto] [--only SLUG...] [--force]
-                      [--executor local|slurm] [--site DIR | --no-site]
-    python -m repro.nightly ...      (what the nox session calls, after `catalog sync`)
+    repro nightly [--scale smoke|small|full|auto] [--only SLUG...] [--force]
+                  [--executor local|slurm] [--site DIR | --no-site]
+    nox -s nightly -- ...            (`catalog sync`, then `repro nightly ...`)
+    python -m repro.nightly ...      (the same command, for scripts that call it this way)
+
+The command (`repro.cli.nightly`) is a thin layer over `run_nightly` and `print_report`.
 
 Pipeline (`run_nightly`):
 
@@ -26,15 +29,13 @@ option) before anything ran.
 
 from __future__ import annotations
 
-import argparse
-import json
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from repro import ReproError
-from repro.executors import EXECUTORS, Executor, Job, Outcome, make_executor, store_outcome
+from repro.executors import Executor, Job, Outcome, make_executor, store_outcome
 
 if TYPE_CHECKING:
     from repro.runner import RunResult
@@ -45,6 +46,7 @@ __all__ = [
     "main",
     "nightly_slugs",
     "plan_job",
+    "print_report",
     "run_jobs",
     "run_nightly",
     "run_one",
@@ -126,8 +128,11 @@ def nightly_slugs(only: list[str] | None = None) -> list[str]:
 
     runnable = []
     for slug in list_slugs():
-        config = load_config(slug)
-        if config["notebook"] and (repro_path(slug) / "reproduce.py").is_file():
+        try:
+            notebook = load_config(slug)["notebook"]
+        except ReproError:  # a broken folder is still planned: its error becomes its entry
+            notebook = True
+        if notebook and (repro_path(slug) / "reproduce.py").is_file():
             runnable.append(slug)
     if not only:
         return runnable
@@ -296,10 +301,10 @@ def run_one(
 
 def _entries(outcomes: list[Outcome]) -> list[Entry]:
     """Entries with drift and paper status, read back from the catalog."""
+    from catalog.compare import paper_status
     from catalog.db import session_scope
     from catalog.drift import drift_for_run
     from catalog.models import Run
-    from catalog.publish import paper_status
     from catalog.runs import latest_runs
 
     entries = []
@@ -381,18 +386,21 @@ def run_nightly(
     )
     report = NightlyReport(scale=scale, executor=runner.name, entries=_entries(outcomes))
     if site is not None:
-        from catalog import CatalogError
-        from catalog.db import session_scope
-        from catalog.publish import publish
+        # Through the `catalog publish` command: only the CLI reaches the site builder (repro ->
+        # catalog), and a site bug, whatever it is, cannot hide the night's summary.
+        import subprocess
 
-        try:
-            with session_scope() as session:
-                built = publish(session, Path(site), runs_dir=out)
-            report.site = str(built.out_dir)
-        except CatalogError as exc:
-            report.site_error = str(exc)
-        except Exception as exc:  # a site bug must not hide the night's summary
-            report.site_error = f"{type(exc).__name__}: {exc}"
+        command = [sys.executable, "-m", "catalog.cli", "publish", "--out", str(site)]
+        built = subprocess.run(
+            [*command, "--runs-dir", str(out)], capture_output=True, text=True, check=False
+        )
+        if built.returncode == 0:
+            report.site = str(Path(site).resolve())
+        else:
+            lines = [line.strip() for line in built.stderr.splitlines() if line.strip()]
+            report.site_error = (
+                lines[-1].removeprefix("error: ") if lines else f"exit status {built.returncode}"
+            )
     return report
 
 
@@ -467,86 +475,18 @@ def print_report(report: NightlyReport, console: Any = None) -> None:
         console.print(f"no claim regression ({counts})")
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m repro.nightly",
-        description="Run every reproduction, store the runs, report drift, rebuild the site.",
-    )
-    parser.add_argument(
-        "--scale", default="auto", choices=["smoke", "small", "full", "auto"], help="default auto"
-    )
-    parser.add_argument(
-        "--only", nargs="+", default=None, metavar="SLUG", help="these reproductions only"
-    )
-    parser.add_argument(
-        "--force", action="store_true", help="re-run even when an identical run is stored"
-    )
-    parser.add_argument("--executor", default="local", choices=EXECUTORS)
-    parser.add_argument(
-        "--executor-option",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="submitit parameter for every job (slurm_partition=gpu, cpus_per_task=8, ...)",
-    )
-    parser.add_argument("--device", default="auto", help="auto | cpu | cuda")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--data-dir", default=None)
-    parser.add_argument("--out", default=None, help="runs folder (default <project>/runs)")
-    parser.add_argument("--site", default=None, help="site folder (default <project>/_site)")
-    parser.add_argument("--no-site", action="store_true", help="do not rebuild the site")
-    parser.add_argument("--json", default=None, metavar="FILE", help="write the report as JSON")
-    parser.add_argument("--quiet", action="store_true", help="do not echo the notebooks' output")
-    return parser
-
-
-def _options(pairs: list[str]) -> dict[str, Any]:
-    options: dict[str, Any] = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise ReproError(f"--executor-option {pair!r}: expected KEY=VALUE")
-        try:
-            options[key] = json.loads(value)
-        except json.JSONDecodeError:
-            options[key] = value
-    return options
-
-
 def main(argv: list[str] | None = None) -> int:
-    """`python -m repro.nightly`: returns the exit code (see the module docstring)."""
-    from rich.console import Console
-    from rich.markup import escape
+    """`python -m repro.nightly ARGS`: runs `repro nightly ARGS`, returns its exit code."""
+    from typer.main import get_command
 
-    from catalog import CatalogError
-    from catalog.config import project_root
+    from repro.cli import app
 
-    args = _parser().parse_args(argv)
-    wide = None if sys.stdout.isatty() else 160  # CI logs and nox: no wrapping of run ids
-    console, err = Console(width=wide), Console(stderr=True)
+    command = get_command(app).commands["nightly"]  # type: ignore[attr-defined]
     try:
-        executor = make_executor(args.executor, **_options(args.executor_option))
-        site = None if args.no_site else Path(args.site or project_root() / "_site")
-        report = run_nightly(
-            scale=args.scale,
-            only=[s for item in args.only for s in item.split(",") if s] if args.only else None,
-            force=args.force,
-            executor=executor,
-            device=args.device,
-            seed=args.seed,
-            data_dir=args.data_dir,
-            out=args.out,
-            site=site,
-            progress=not args.quiet,
-            echo=lambda text: err.print(f"[bold]nightly[/bold] {escape(text)}", soft_wrap=True),
-        )
-    except (ReproError, CatalogError) as exc:
-        err.print(f"[red]error:[/red] {escape(str(exc))}", soft_wrap=True)
-        return 2
-    print_report(report, console)
-    if args.json:
-        Path(args.json).write_text(json.dumps(report.to_dict(), indent=2, default=str) + "\n")
-    return report.exit_code
+        command.main(args=argv, prog_name="python -m repro.nightly", standalone_mode=True)
+    except SystemExit as exc:
+        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    return 0
 
 
 if __name__ == "__main__":

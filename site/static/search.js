@@ -8,7 +8,7 @@
   var table = document.getElementById("papers");
   if (!index || !form || !table) { return; }
 
-  // Fold text the way the build does (catalog.publish._search_text): lower case, no accents.
+  // Fold text the way the build does (sitebuilder.text.search_text): lower case, no accents.
   function fold(text) {
     return String(text || "").normalize("NFD").replace(/[\u0300-\u036f]/g, "").toLowerCase();
   }

@@ -172,7 +172,7 @@ def test_catalog_runs_cli(db_url: str) -> None:
 
 
 def test_site_marks_the_changed_rows_and_runs(db_url: str, tmp_path: Path) -> None:
-    from catalog.publish import publish
+    from sitebuilder import publish
 
     with session_scope() as session:
         session.add(

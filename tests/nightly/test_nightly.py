@@ -1,7 +1,8 @@
 """`nox -s nightly -- --scale smoke`, end to end, on a project of tiny fake reproductions.
 
-The nox session is `catalog sync` then `python -m repro.nightly ARGS`; these tests do the same
-(sync in-process, the nightly through `main`, once as a real subprocess). Done when: a second
+The nox session is `catalog sync` then `repro nightly ARGS`; these tests do the same (sync
+in-process, the nightly through `repro.nightly.main`, which runs the same Typer command, and once
+as real subprocesses). Done when: a second
 night right after the first reuses every run; changing one reproduction's code re-runs only it and
 the ones that `use` it; one reproduction failing does not stop the others.
 """
@@ -30,7 +31,7 @@ SLUGS = ["tinyfake", "tinyfake_other", "tinyfake_user"]
 
 
 def sync() -> None:
-    from catalog.ingest import sync as run_sync
+    from catalog.sync import sync as run_sync
 
     with session_scope() as session:
         run_sync(session)
@@ -129,6 +130,9 @@ def test_usage_errors_exit_2(tiny_project_sqlite: Path, capsys: pytest.CaptureFi
     assert main(["--only", "tinyfake_method", "--no-site"]) == 2
     assert "method-only folder" in capsys.readouterr().err
     assert main(["--executor-option", "oops", "--no-site"]) == 2
+    assert "expected KEY=VALUE" in capsys.readouterr().err
+    assert main(["--scale", "medium", "--no-site"]) == 2  # rejected by the command line itself
+    assert "--scale" in capsys.readouterr().err
 
 
 def test_the_nox_session_command_as_a_subprocess(tiny_project_sqlite: Path) -> None:
@@ -136,7 +140,7 @@ def test_the_nox_session_command_as_a_subprocess(tiny_project_sqlite: Path) -> N
     env = {**os.environ, "COLUMNS": "200"}
     bindir = Path(sys.executable).parent
     subprocess.run([str(bindir / "catalog"), "sync"], env=env, check=True, capture_output=True)
-    command = [sys.executable, "-m", "repro.nightly", "--scale", "smoke", "--device", "cpu"]
+    command = [str(bindir / "repro"), "nightly", "--scale", "smoke", "--device", "cpu"]
     command += ["--only", "tinyfake", "--quiet"]
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr
@@ -144,6 +148,12 @@ def test_the_nox_session_command_as_a_subprocess(tiny_project_sqlite: Path) -> N
     assert (tiny_project_sqlite / "_site" / "index.html").is_file()  # default site folder
     again = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
     assert again.returncode == 0 and "(1 reused)" in again.stdout
+    assert '_bin("repro"), "nightly"' in (REPO / "noxfile.py").read_text()  # what nox calls
+    # `python -m repro.nightly` is the same command
+    helped = subprocess.run(
+        [sys.executable, "-m", "repro.nightly", "--help"], env=env, capture_output=True, text=True
+    )
+    assert helped.returncode == 0 and "--only" in helped.stdout and "--no-site" in helped.stdout
     listed = subprocess.run(["nox", "-l"], cwd=REPO, capture_output=True, text=True, check=False)
     if listed.returncode == 0:  # nox is in the dev environment; the session must be listed
         assert "nightly ->" in listed.stdout

@@ -185,8 +185,34 @@ def _paper(session, key, title, year, venue, authors, **fields) -> None:
         session.add(PaperAuthor(paper_key=key, author_id=author.id, position=position))
 
 
+#: repro.toml's [site] tables (sync stores the whole repro.toml as `Reproduction.config`);
+#: FGSM and Madry declare none, so their tables and headlines are inferred
+SITE_CONFIG = {
+    "defense_gan": {
+        "site": {
+            "headline": "t4_mnist_fgsm_a_rec",
+            "tables": {"Table 4": {"rows": ["model", "attack"], "columns": ["defense"]}},
+        }
+    }
+}
+#: our adaptive attack on the Fashion-MNIST Defense-GAN-Rec row (catalog.compare.adaptive_target),
+#: its attack name a script probe
+ADAPTIVE = "adaptive.t4_fmnist_fgsm_a_rec.bpda_pgd<script>window.__xss=1</script>"
+
+#: each metric's unit, as a repro.toml's [metrics] declares it (sync stores it on the row)
+UNIT_OF = {
+    "accuracy": "fraction",
+    "accuracy_pct": "percent",
+    "error_pct": "percent",
+    "seconds_per_image": "seconds",
+}
+
+
 def _expected(session, slug: str, rows: list[tuple]) -> None:
-    for position, (row_id, source, dataset, metric, paper, setting, provenance) in enumerate(rows):
+    """Expected rows: (id, source, dataset, metric, paper, setting, provenance[, columns]), where
+    the optional `columns` sets `status` / `paper_std` (expected.csv's columns of the number)."""
+    for position, row in enumerate(rows):
+        row_id, source, dataset, metric, paper, setting, provenance = row[:7]
         session.add(
             ExpectedResult(
                 slug=slug,
@@ -195,10 +221,12 @@ def _expected(session, slug: str, rows: list[tuple]) -> None:
                 source=source,
                 dataset=dataset,
                 metric=metric,
+                unit=UNIT_OF[metric],
                 paper_value=paper,
                 tolerance=0.03 if metric == "accuracy" else 2.0,
                 provenance=provenance,
                 setting=setting,
+                **(row[7] if len(row) > 7 else {}),
             )
         )
 
@@ -344,6 +372,7 @@ def make_catalog(url: str, runs_dir: Path, *, only: set[str] | None = None) -> N
                     needs_gpu=slug == "defense_gan",
                     has_notebook=has_notebook,
                     path=f"repro/{slug}",
+                    config=SITE_CONFIG.get(slug, {}),
                 )
             )
         s.flush()
@@ -362,8 +391,8 @@ def make_catalog(url: str, runs_dir: Path, *, only: set[str] | None = None) -> N
                     ("t4_mnist_fgsm_a_magnet", "Table 4", "mnist", "accuracy", 0.191,
                      {**fgsm_set, "model": "A", "defense": "magnet"}, p10),
                     ("t4_fmnist_fgsm_a_rec", "Table 4", "fashion_mnist", "accuracy", 0.896,
-                     {**fgsm_set, "model": "A", "defense": "defense_gan_rec", "paper_std": 0.0017,
-                      "status": ""}, p10),
+                     {**fgsm_set, "model": "A", "defense": "defense_gan_rec"}, p10,
+                     {"paper_std": 0.0017}),
                     ("t13_seconds", "Table 13", "mnist", "seconds_per_image", 0.675, {},
                      "unverified: read off a blurry scan"),
                 ],
@@ -441,7 +470,7 @@ def make_catalog(url: str, runs_dir: Path, *, only: set[str] | None = None) -> N
                         _row("t4_mnist_fgsm_a_rec", 0.93, 0.988, "not_compared",
                              reason="reduced scale"),
                         _row("t4_mnist_fgsm_a_magnet", None, 0.191, "not_run",
-                             reason="no MagNet implementation here"),
+                             reason="no MagNet implementation here <script>window.__xss=1</script>"),
                         _row("t4_fmnist_fgsm_a_rec", 0.81, 0.896, "not_compared",
                              reason="reduced scale"),
                     ],
@@ -452,7 +481,8 @@ def make_catalog(url: str, runs_dir: Path, *, only: set[str] | None = None) -> N
                         {"id": "timing", "text": "Reconstruction costs under a second per image",
                          "holds": None, "detail": "not evaluated: metric seconds_per_image missing"},
                     ],
-                    metrics=[{"name": "gan_train_seconds", "value": 412.25}],
+                    metrics=[{"name": "gan_train_seconds", "value": 412.25},
+                             {"name": ADAPTIVE, "value": 0.12}],
                     figures=[
                         {"path": "figures/recon.png",
                          "caption": "Clean, adversarial and reconstructed digits"},

@@ -1,4 +1,4 @@
-"""`catalog.publish`: the static site built from the catalog (on SQLite and PostgreSQL).
+"""`sitebuilder.publish`: the static site built from the catalog (on SQLite and PostgreSQL).
 
 The catalog is the hand-made one of `conftest.py`. The tests read the built files the way a browser
 would (HTML parsed, links followed on disk), without a browser; `test_browser.py` drives Chromium.
@@ -17,17 +17,10 @@ from sqlmodel import select
 
 from catalog import CatalogError
 from catalog.db import session_scope
-from catalog.publish import (
-    STATUSES,
-    PublishReport,
-    fmt_delta,
-    paper_status,
-    publish,
-    render_markdown,
-    safe_name,
-    sanitize_notebook_html,
-    status_css,
-)
+from sitebuilder import PublishReport, publish
+from sitebuilder.markdown import render_markdown, sanitize_notebook_html
+from sitebuilder.status import STATUSES, paper_status, status_css
+from sitebuilder.text import fmt_delta, safe_name
 
 from .conftest import (
     CW,
@@ -171,7 +164,7 @@ def test_refuses_to_replace_a_foreign_folder(catalog_db: tuple[str, Path], tmp_p
 def test_failed_build_keeps_the_previous_site(
     catalog_db: tuple[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import catalog.publish as publish_module
+    import sitebuilder.write as publish_module
 
     url, runs_dir = catalog_db
     out = tmp_path / "site"
@@ -540,13 +533,73 @@ def test_comparison_page(site: tuple[Path, PublishReport]) -> None:
 
 
 def test_defense_of_a_row() -> None:
-    from catalog.publish import UNSTATED, _defense_of
+    from sitebuilder.tables import UNSTATED, _defense_of
 
     assert _defense_of({"defense": "defense_gan_rec", "training": "natural"}) == "defense_gan_rec"
     assert _defense_of({"training": "natural"}) == "none"
     assert _defense_of({"training": "fgsm adversarial"}) == "fgsm adversarial"
     assert _defense_of({"defense": "None"}) == "none"
     assert _defense_of({"attack": "fgsm"}) == UNSTATED
+
+
+def test_accuracy_in_percent_follows_the_declared_unit() -> None:
+    """Fraction or percent is the row's declared unit, never a guess from the value; the name
+    only says accuracy or error rate."""
+    from sitebuilder.tables import accuracy_pct
+
+    assert accuracy_pct("accuracy", 0.5, "fraction") == 50.0
+    assert accuracy_pct("accuracy", 0.5, "percent") == 0.5  # 0.5 % (the old guess said 50 %)
+    assert accuracy_pct("accuracy_pct", 98.8, "percent") == 98.8
+    assert accuracy_pct("error_pct", 10.6, "percent") == 100.0 - 10.6
+    assert accuracy_pct("error_rate", 0.005, "fraction") == 100.0 - 0.5
+    assert accuracy_pct("error_rate", 0.5, "percent") == 99.5  # the old guess said 50.0
+    assert accuracy_pct("accuracy", 0.5, None) is None  # no unit: left out, not guessed
+    assert accuracy_pct("auc", 0.9, "fraction") is None  # a proportion, but not an accuracy
+    assert accuracy_pct("seconds_per_image", 0.7, "seconds") is None
+
+
+def test_rows_of_a_run_come_from_the_comparison_frame() -> None:
+    from catalog.schema import ExpectedRow
+    from sitebuilder.tables import expected_view, rows_of_run, run_comparison
+
+    def exp(row_id: str, paper: float | None, **more: object) -> ExpectedRow:
+        tolerance = 0.03 if paper is not None else None
+        fields = {"source": "Table 1", "dataset": "mnist", "metric": "accuracy", **more}
+        return ExpectedRow(id=row_id, paper=paper, tolerance=tolerance, unit="fraction", **fields)
+
+    expected = [
+        exp("a", 0.9, paper_std=0.01, setting={"attack": "fgsm", "eps": 0.3}),
+        exp("b", None, status="not_run: needs CelebA"),
+        exp("c", 0.5, provenance="unverified: from memory"),
+    ]
+    recorded = [
+        {"id": "a", "value": 0.85, "paper": 0.9, "delta": -0.05, "verdict": "not_compared",
+         "reason": "small scale", "changed": True, "change": "value 0.8 → 0.85"},
+        {"id": "zz_gone", "value": 0.4, "paper": 0.7, "delta": -0.3, "verdict": "not_compared"},
+        {"id": "aa_gone", "value": 0.1, "verdict": "not_compared", "reason": "not in expected.csv"},
+    ]  # fmt: skip
+    summary = run_summary("r1", "x", "small", "2026-11-21T00:00:00+00:00", rows=recorded)
+    rows = rows_of_run(run_comparison(expected, summary))
+    assert [r.id for r in rows] == ["a", "b", "c", "aa_gone", "zz_gone"]
+    a, b, c, _, gone = rows
+    assert (a.paper, a.ours, a.delta, a.verdict_label, a.reason) == (
+        "0.9 ± 0.01", "0.85", "−0.05", "not compared", "small scale"
+    )  # fmt: skip
+    assert a.setting == [("attack", "fgsm"), ("eps", "0.3")]
+    assert a.changed and a.change == "value 0.8 → 0.85" and not c.changed
+    assert (b.verdict, b.reason, b.paper, b.ours) == (
+        "not_run",
+        "not recorded by this run",
+        "–",
+        "–",
+    )
+    assert c.unverified and c.paper == "0.5"
+    # recorded but no longer in expected.csv: the paper's number as the run recorded it
+    assert (gone.source, gone.paper, gone.ours, gone.delta) == ("(not in expected.csv)", "0.7",
+                                                                "0.4", "−0.3")  # fmt: skip
+    # before any run, a row's status is its reason (not a setting)
+    assert expected_view(expected[1]).reason == "not_run: needs CelebA"
+    assert expected_view(expected[1]).setting == []
 
 
 def test_comparison_with_a_single_defense(db_url: str, tmp_path: Path) -> None:
@@ -607,7 +660,7 @@ def test_cli_publish(catalog_db: tuple[str, Path], tmp_path: Path) -> None:
     out = tmp_path / "cli-site"
     result = CliRunner().invoke(app, ["publish", "--out", str(out), "--runs-dir", str(runs_dir)])
     assert result.exit_code == 0, result.output
-    assert "17 pages (7 papers, 2 lists, 6 runs, 5 notebooks, 3 figures)" in result.output
+    assert "18 pages (7 papers, 2 lists, 6 runs, 5 notebooks, 3 figures)" in result.output
     assert (out / "index.html").is_file()
     foreign = tmp_path / "foreign"
     foreign.mkdir()
