@@ -1,6 +1,6 @@
 """The `catalog` command (Typer + Rich).
 
-Each command is a thin function over a library function (`catalog.ingest`, `catalog.queries`,
+Each command is a thin function over a library function (`catalog.sync`, `catalog.queries`,
 `catalog.checks`, ...) and runs in ONE database transaction (`catalog.db.session_scope`): it all
 happens or nothing does. Bad input is a `CatalogError`, printed as one red line on stderr with exit
 status 1 (`@handles_errors`).
@@ -16,7 +16,7 @@ typed library function taking a session, then add here
     @handles_errors
     def publish(out: Path = typer.Option(...)) -> None:
         from catalog.db import session_scope
-        from catalog.publish import publish as build
+        from sitebuilder import publish as build
         with session_scope() as session:
             build(session, out)
 """
@@ -133,11 +133,9 @@ def sync(
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
 ) -> None:
     """Import papers/ and repro/ into the catalog (idempotent; runs are never touched)."""
-    from catalog.db import session_scope
-    from catalog.ingest import sync as run_sync
+    from catalog.sync import sync_project
 
-    with session_scope() as session:
-        report = run_sync(session, prune=prune)
+    report = sync_project(prune=prune)  # holds the papers/ lock `catalog add` takes
     if as_json:
         _print_json(report.to_dict())
         return
@@ -198,8 +196,9 @@ def add(
 ) -> None:
     """Add papers to papers/references.bib and the catalog in one step."""
     from catalog import bibtex as bt
+    from catalog.add import add_entries, fetch_arxiv
     from catalog.db import session_scope
-    from catalog.ingest import FileGuard, add_entries, bib_lock, fetch_arxiv
+    from catalog.locks import FileGuard, bib_lock
 
     if (source is None) == (bibtex is None):
         raise CatalogError("add: give either arxiv:ID or --bibtex FILE (not both, not neither)")
@@ -388,11 +387,16 @@ def export(
     if out is None:
         sys.stdout.write(text)
         return
-    from catalog.bibtex import atomic_write
+    from catalog.bibwrite import atomic_write
 
     if not out.parent.exists():
         raise CatalogError(f"{out}: folder {out.parent} does not exist")
-    atomic_write(out, text)
+    if out.is_dir():
+        raise CatalogError(f"--out {out}: is a folder; name the file to write")
+    try:
+        atomic_write(out, text)  # a temp file then os.replace: a failure leaves `out` as it was
+    except OSError as exc:  # read-only folder, a file where a folder should be, disk full
+        raise CatalogError(f"--out {out}: cannot write: {exc.strerror or exc}") from exc
     console(stderr=True).print(f"wrote {out}", markup=False)
 
 
@@ -480,10 +484,16 @@ def publish(
     runs_dir: Path | None = typer.Option(
         None, "--runs-dir", help="Where run directories are (default <project>/runs)."
     ),
+    screenshots: Path | None = typer.Option(
+        None,
+        "--screenshots",
+        help="After building, save full-page PNGs of the index, the Defense-GAN page and the "
+        "scoreboard here (Chromium through Playwright).",
+    ),
 ) -> None:
-    """Build the static site (catalog.publish): pages, search index, figures, notebooks."""
+    """Build the static site (package `sitebuilder`): pages, search index, figures, notebooks."""
     from catalog.db import session_scope
-    from catalog.publish import publish as build
+    from sitebuilder import publish as build
 
     with session_scope() as session:
         report = build(session, out, runs_dir=runs_dir.resolve() if runs_dir else None)
@@ -495,6 +505,11 @@ def publish(
         f" -> {report.out_dir}/index.html",
         markup=False,
     )
+    if screenshots is not None:
+        from sitebuilder.screenshots import take_screenshots
+
+        for png, height in take_screenshots(report.out_dir, screenshots.resolve()):
+            console().print(f"screenshot {png} ({height} px tall at 1280 px)", markup=False)
 
 
 def main() -> None:

@@ -4,10 +4,20 @@ SQLite gets WAL, a busy timeout and foreign keys so that several writers (parall
 jobs) wait for each other instead of failing; PostgreSQL gets a connect timeout so an unreachable
 server is one clear error, not a hang. Every command that opens the database first brings the
 schema to Alembic's head.
+
+A SQLite catalog we may not write (the file or its folder read-only: a catalog shipped with a
+site, a colleague's file) is opened read-only (`mode=ro`) and never switched to WAL, since
+switching is itself a write: `catalog list`, `show` and `search` work on it, and a command that
+writes fails with SQLite's "attempt to write a readonly database". In a read-only folder a WAL
+database cannot create its `-shm` index, so it is opened `immutable` as well (SQLite then trusts
+that nobody writes the file meanwhile, which the folder's permissions already promise).
+A file that is not a SQLite database is named in the error.
 """
 
 from __future__ import annotations
 
+import os
+import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -15,7 +25,7 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy import Engine, create_engine, event, inspect
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, OperationalError
+from sqlalchemy.exc import ArgumentError, DBAPIError
 
 if TYPE_CHECKING:  # sqlmodel (pydantic + ORM) is imported only by commands that need a Session
     from sqlmodel import Session
@@ -35,11 +45,39 @@ def _redact(url: str) -> str:
 
 def _sqlite_pragmas(dbapi_connection, _record) -> None:
     cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA busy_timeout=30000")
+    # WAL is persistent: switch only a file that is not in WAL yet (reading the mode writes nothing)
+    if str(cursor.execute("PRAGMA journal_mode").fetchone()[0]).lower() != "wal":
+        cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.close()
+
+
+def _sqlite_read_only_pragmas(dbapi_connection, _record) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
+
+
+def _read_only(path: Path) -> bool:
+    """Whether an existing SQLite file cannot be written here (the file or its folder read-only:
+    SQLite also writes a journal or WAL index beside the file)."""
+    return path.is_file() and not (os.access(path, os.W_OK) and os.access(path.parent, os.W_OK))
+
+
+def _read_only_engine(url: str, path: Path) -> Engine:
+    """An engine whose connections open `path` with `mode=ro` (plus `immutable` when the folder is
+    read-only too, the only way SQLite reads a WAL file there)."""
+    uri = path.as_uri() + "?mode=ro" + ("" if os.access(path.parent, os.W_OK) else "&immutable=1")
+
+    def connect() -> sqlite3.Connection:
+        return sqlite3.connect(uri, uri=True, timeout=30, check_same_thread=False)
+
+    engine = create_engine(url, creator=connect)
+    event.listen(engine, "connect", _sqlite_read_only_pragmas)
+    return engine
 
 
 def make_engine(url: str | None = None) -> Engine:
@@ -52,9 +90,13 @@ def make_engine(url: str | None = None) -> Engine:
     if parsed.get_backend_name() == "sqlite":
         database = parsed.database
         if database and database != ":memory:" and not database.startswith("file:"):
-            parent = Path(database).expanduser().resolve().parent
-            if not parent.is_dir():
-                raise CatalogError(f"database {_redact(url)}: folder {parent} does not exist")
+            path = Path(database).expanduser().resolve()
+            if not path.parent.is_dir():
+                raise CatalogError(f"database {_redact(url)}: folder {path.parent} does not exist")
+            if path.is_dir():
+                raise CatalogError(f"database {_redact(url)}: {path} is a folder, not a file")
+            if _read_only(path):
+                return _read_only_engine(url, path)
         engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
@@ -174,9 +216,10 @@ def get_engine(url: str | None = None) -> Engine:
         engine = make_engine(url)
         try:
             migrate(engine)
-        except OperationalError as exc:
+        except (DBAPIError, sqlite3.Error) as exc:  # unreachable, not a database, read-only, ...
             engine.dispose()
-            reason = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
+            orig = getattr(exc, "orig", None) or exc
+            reason = str(orig).strip().splitlines()[0] if str(orig).strip() else type(orig).__name__
             raise CatalogError(f"cannot open database {_redact(url)}: {reason}") from exc
         _ENGINES[url] = engine
     return _ENGINES[url]

@@ -8,9 +8,19 @@ so `DIR/run-<slug>/<run-id>/summary.json` (downloaded artifacts), `DIR/<slug>/<r
 
 Each run directory is validated on its own (`catalog.runs.load_summary`, plus: `slug` and `run_id`
 usable as folder names, figure and notebook paths inside the run directory, `results.json` a JSON
-object when present). A malformed one is rejected with one line naming its file and the fault; the
-others are still stored (the command then exits 1, so CI shows the rejection, but one broken
-artifact never costs the night's other results).
+object when present, no symbolic link anywhere in it). A malformed one is rejected with one line
+naming its file and the fault; the others are still stored (the command then exits 1, so CI shows
+the rejection, but one broken artifact never costs the night's other results). Each run is
+stored in its own savepoint, so even a fault only the database sees (a value a column refuses)
+rejects that run alone.
+
+A folder that looks like a run directory (`results.json` or `reproduce.ipynb`) but has no
+`summary.json` is a run killed before it finished (or still running): it is reported as rejected,
+not skipped silently.
+
+Symbolic links: a run directory comes from elsewhere (an artifact) and its files are copied into
+`runs/` and published on the site, so a link (`figures/x.png -> /etc/passwd`) would publish
+whatever it points to. A run directory holding any symbolic link is rejected; nothing is followed.
 
 Files: each accepted run directory is copied to `<runs dir>/<slug>/<run-id>/` (default
 `<project root>/runs`, where `repro run` writes and `catalog publish` looks), and the stored
@@ -44,6 +54,7 @@ from catalog.models import Run
 from catalog.runs import load_summary, store_run
 
 SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+RUN_FILES = ("summary.json", "results.json", "reproduce.ipynb")  # what makes a run directory
 
 
 @dataclass
@@ -65,13 +76,28 @@ class IngestReport:
 
 
 def find_run_dirs(directory: Path) -> list[Path]:
-    """Every folder under `directory` (itself included) that holds a `summary.json`, sorted."""
+    """Every folder under `directory` (itself included) that holds a `summary.json`, or the other
+    files of a run directory without one (an unfinished run, rejected by `check_run_dir`), sorted.
+    The inside of a run directory is not searched further (its `checkpoints/` are not runs)."""
     found = []
     for dirpath, dirnames, filenames in os.walk(directory):
         dirnames.sort()
-        if "summary.json" in filenames:
+        if any(name in filenames for name in RUN_FILES):
             found.append(Path(dirpath))
+            dirnames.clear()
     return sorted(found)
+
+
+def _no_symlinks(run_dir: Path) -> None:
+    """Refuse a run directory holding a symbolic link (to a file or a folder), without following it."""
+    for dirpath, dirnames, filenames in os.walk(run_dir):
+        for name in sorted(dirnames + filenames):
+            path = Path(dirpath) / name
+            if path.is_symlink():
+                raise CatalogError(
+                    f"{path}: is a symbolic link (to {os.readlink(path)}); run directories must "
+                    "hold their own files, links are never followed"
+                )
 
 
 def _relative_inside(value: Any, where: str) -> None:
@@ -84,8 +110,15 @@ def _relative_inside(value: Any, where: str) -> None:
 
 def check_run_dir(run_dir: Path) -> dict[str, Any]:
     """Validate one run directory; return its summary or raise `CatalogError` (one line)."""
-    summary = load_summary(run_dir)
     source = run_dir / "summary.json"
+    if not source.is_file() and not source.is_symlink():
+        present = ", ".join(name for name in RUN_FILES if (run_dir / name).exists())
+        raise CatalogError(
+            f"{run_dir}: no summary.json beside {present}: the run did not finish (killed, or "
+            "still running); nothing stored"
+        )
+    _no_symlinks(run_dir)
+    summary = load_summary(run_dir)
     for name in ("slug", "run_id"):
         if not SAFE_NAME.match(summary[name]) or summary[name] in {".", ".."}:
             raise CatalogError(f"{source}: {name} {summary[name]!r} is not usable as a folder name")
@@ -119,7 +152,23 @@ def _copy_run(source: Path, dest: Path) -> None:
     if dest.resolve() == source.resolve():
         return
     dest.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copytree(source, dest, dirs_exist_ok=True)
+    # symlinks=True: a link (refused by `check_run_dir` already) is never followed, even if one
+    # appeared since the check
+    shutil.copytree(source, dest, dirs_exist_ok=True, symlinks=True)
+
+
+def _begin(session: Session) -> None:
+    """Open the database transaction now, so the per-run savepoints nest inside it.
+
+    Python's sqlite3 module starts SQLite's transaction only at the first write; a SAVEPOINT
+    issued before that is the outermost transaction, and releasing it would commit the run
+    at once, outside the command's one transaction. PostgreSQL needs nothing.
+    """
+    connection = session.connection()
+    if connection.dialect.name == "sqlite":
+        dbapi = connection.connection.dbapi_connection
+        if dbapi is not None and not dbapi.in_transaction:
+            connection.exec_driver_sql("BEGIN")
 
 
 def _fill_reused(session: Session, summary: dict[str, Any], dest: Path, root: Path) -> None:
@@ -136,7 +185,10 @@ def _fill_reused(session: Session, summary: dict[str, Any], dest: Path, root: Pa
         p for p in (summary.get("notebook"), "results.json") if p
     ]
     for rel in wanted:
-        if not (dest / rel).exists() and (source / rel).is_file():
+        original_file = source / rel
+        if original_file.is_symlink():
+            raise CatalogError(f"{original_file}: is a symbolic link; not copied")
+        if not (dest / rel).exists() and original_file.is_file():
             (dest / rel).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(source / rel, dest / rel)
 
@@ -179,22 +231,34 @@ def ingest_runs(
             continue
         accepted[run_id] = (summary, run_dir)
     pairs: set[tuple[str, str]] = set()
+    _begin(session)
     for run_id, (summary, run_dir) in sorted(accepted.items()):
-        stored_dir = run_dir
-        if copy:
-            stored_dir = runs_dir / summary["slug"] / run_id
-            _copy_run(run_dir, stored_dir)
-            _fill_reused(session, summary, stored_dir, root)
-        stored_path = _stored_path(stored_dir, root)
-        existing = session.get(Run, run_id)
-        if (
-            existing is not None
-            and strip_markers(existing.summary or {}) == summary
-            and existing.run_dir == stored_path
-        ):
-            report.unchanged.append(run_id)
+        stored_dir = runs_dir / summary["slug"] / run_id if copy else run_dir
+        created = copy and not stored_dir.exists()
+        try:
+            with session.begin_nested():  # one run's fault rolls back that run only
+                if copy:
+                    _copy_run(run_dir, stored_dir)
+                    _fill_reused(session, summary, stored_dir, root)
+                stored_path = _stored_path(stored_dir, root)
+                existing = session.get(Run, run_id)
+                if (
+                    existing is not None
+                    and strip_markers(existing.summary or {}) == summary
+                    and existing.run_dir == stored_path
+                ):
+                    report.unchanged.append(run_id)
+                    continue
+                store_run(session, summary, run_dir=stored_path)
+        except Exception as exc:  # a database refusal, a copy that failed: this run only
+            if created:
+                shutil.rmtree(stored_dir, ignore_errors=True)
+            reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+            first = reason[0] if reason else type(exc).__name__
+            report.rejected.append(
+                Rejected(run_dir, f"{run_dir}: run {run_id} not stored: {first}")
+            )
             continue
-        store_run(session, summary, run_dir=stored_path)
         report.stored.append(run_id)
         pairs.add((summary["slug"], summary["scale"]))
     if pairs:

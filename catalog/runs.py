@@ -12,8 +12,8 @@ summary.json (schema_version 1); times are ISO 8601 with a timezone, numbers are
       "schema_version": 1,
       "run_id": "20261121T050102Z-fgsm-small-1a2b3c",   # unique; also the folder name
       "slug": "fgsm", "scale": "small",                  # scale after `auto` is resolved
-      "status": "succeeded" | "failed",
-      "seed": 0,
+      "status": "succeeded" | "failed" | "interrupted",   # interrupted: SIGINT/SIGTERM
+      "seed": 0,                                          # 0 <= seed <= 2**63 - 1 (int64)
       "parameters": {...},                                # the notebook's parameters cell values
       "started_at": "...", "finished_at": "...", "wall_seconds": 123.4,
       "provenance": {"git_commit": "...", "git_dirty": false, "device": "cpu" | "NVIDIA H100 80GB HBM3",
@@ -44,6 +44,22 @@ from catalog import CatalogError, schema
 from catalog.models import ClaimResult, Measurement, Run, RunArtifact
 
 SCHEMA_VERSION = schema.SUMMARY_SCHEMA_VERSION
+SEED_MAX = 2**63 - 1  # Run.seed is a signed 64-bit column on both backends
+
+
+def check_seed(seed: Any, where: str = "seed") -> int | None:
+    """`seed` when it is None or an integer in [0, 2**63 - 1]; a `CatalogError` otherwise.
+
+    Checked before anything is stored: a larger seed overflows the 64-bit column (SQLite and
+    PostgreSQL alike) and would otherwise fail the whole transaction it is part of.
+    """
+    if seed is None:
+        return None
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise CatalogError(f"{where}: {seed!r} is not an integer")
+    if not 0 <= seed <= SEED_MAX:
+        raise CatalogError(f"{where}: {seed} is outside [0, 2**63 - 1] (a 64-bit seed)")
+    return seed
 
 
 def _time(value: Any, where: str) -> datetime | None:
@@ -57,8 +73,10 @@ def _time(value: Any, where: str) -> datetime | None:
 
 def validate_summary(summary: Any, source: str = "summary.json") -> dict[str, Any]:
     """Check a summary against its schema (`catalog.schema.RunSummary`); a `CatalogError` naming
-    `source` and the field otherwise."""
-    return schema.validate_summary(summary, source)
+    `source` and the field otherwise. The seed must fit the 64-bit column (`check_seed`)."""
+    summary = schema.validate_summary(summary, source)
+    check_seed(summary.get("seed"), f"{source}: seed")
+    return summary
 
 
 def load_summary(run_dir: Path) -> dict[str, Any]:

@@ -15,7 +15,8 @@ Claims are evaluated at every scale (numbers are compared with the paper only at
 that reads a value the run did not record raises `Missing`; the claim is then reported with
 `holds=None` ("not evaluated: ..."), never as failed. A check that crashes for another reason is
 also reported `holds=None`, with the exception in the detail, so that a bug in a claim never costs
-the measurements of a long run.
+the measurements of a long run. A check that is still a skeleton (`repro new` writes one) raises
+`NotWritten` and is reported `holds=None`, "not written: ...": never a pass, never a failure.
 
 The runner loads `claims.py` by file path (not as `repro.<slug>.claims`), so that a reproduction
 folder outside the installed package (a test's temporary project, `ADVREPRO_ROOT`) works too.
@@ -32,11 +33,16 @@ from typing import Any
 
 from repro import ReproError
 
-__all__ = ["Claim", "Missing", "Results", "evaluate", "load_claims", "per_dataset"]
+__all__ = ["Claim", "Missing", "NotWritten", "Results", "evaluate", "load_claims", "per_dataset"]
 
 
 class Missing(LookupError):
     """A value a claim needs was not recorded by the run (or was recorded as not run)."""
+
+
+class NotWritten(NotImplementedError):
+    """Raised by a claim check not written yet, so that a new reproduction's claim skeleton
+    reports "not written" instead of a verdict (a pass would be a lie, a failure a false alarm)."""
 
 
 class Results:
@@ -44,6 +50,7 @@ class Results:
 
     `r[row_id]` → the recorded value of an `expected.csv` row; `r.metric(name)` → a free metric;
     both raise `Missing` when absent. `r.get(row_id, default)` and `row_id in r` for optional rows.
+    `r.per_image(name)` → the per-image correctness vector recorded with a row or metric, or None.
     """
 
     def __init__(
@@ -51,18 +58,28 @@ class Results:
         rows: Mapping[str, float],
         metrics: Mapping[str, float] | None = None,
         not_run: Mapping[str, str] | None = None,
+        per_image: Mapping[str, str] | None = None,
     ) -> None:
         self.rows = dict(rows)
         self.metrics = dict(metrics or {})
         self.not_run = dict(not_run or {})
+        self.per_image_vectors = dict(per_image or {})
 
     @classmethod
     def from_results(cls, results: Mapping[str, Any]) -> Results:
-        """From a `results.json` record (`repro.record.read_results`)."""
+        """From a `results.json` record (`repro.record.read_results`); a row's or a metric's
+        `info["correct"]` (`repro.stats.pack_bits`) becomes its per-image vector."""
+        per_image = {}
+        for key, entries in (("id", results.get("rows", [])), ("name", results.get("metrics", []))):
+            for entry in entries:
+                info = entry.get("info")
+                if isinstance(info, Mapping) and isinstance(info.get("correct"), str):
+                    per_image[entry[key]] = info["correct"]
         return cls(
             {r["id"]: r["value"] for r in results.get("rows", [])},
             {m["name"]: m["value"] for m in results.get("metrics", [])},
             {r["id"]: r.get("reason", "") for r in results.get("not_run", [])},
+            per_image,
         )
 
     def __getitem__(self, row_id: str) -> float:
@@ -84,6 +101,11 @@ class Results:
         if name not in self.metrics:
             raise Missing(f"metric {name} was not recorded")
         return self.metrics[name]
+
+    def per_image(self, name: str) -> str | None:
+        """The per-image 0/1 vector (`repro.stats.pack_bits` form) recorded with the row or metric
+        `name`, for bootstrap intervals (`repro.stats`); None when the run did not record one."""
+        return self.per_image_vectors.get(name)
 
 
 Check = Callable[[Results], "tuple[bool, str]"]
@@ -131,6 +153,8 @@ def evaluate(claims: Iterable[Claim], results: Results) -> list[dict[str, Any]]:
                 holds, detail = bool(verdict[0]), str(verdict[1])
             else:
                 holds, detail = bool(verdict), ""
+        except NotWritten as exc:
+            holds, detail = None, "not written" + (f": {exc.args[0]}" if exc.args else "")
         except Missing as exc:
             holds, detail = None, f"not evaluated: {exc.args[0] if exc.args else exc}"
         except Exception as exc:

@@ -1,8 +1,11 @@
 """`repro`: run reproductions and look at them (Typer + Rich).
 
     repro run SLUG [--scale auto] [--device auto] [--seed 0] [--data-dir DIR] [--out runs/] [--strict]
+              [--threads N] [--offline]
     repro list [--json]
     repro show SLUG
+    repro nightly [--scale auto] [--only SLUG...] [--force] [--executor local|slurm] [--no-site]
+    repro new SLUG --key KEY [--dataset NAME]... [--uses SLUG]...
 
 Each command is a thin layer over a library function (`repro.runner.run_reproduction`,
 `repro.config.load_config`, `catalog.runs.latest_runs`). Errors are one line on stderr and exit 1.
@@ -13,10 +16,11 @@ Exit codes of `repro run`: 0 fine, 1 the run failed (or could not start), 2 `--s
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import typer
 from rich.console import Console
@@ -24,6 +28,8 @@ from rich.markup import escape
 from rich.table import Table
 
 from repro import ReproError
+from repro.executors import EXECUTORS, make_executor
+from repro.scales import SCALES
 
 app = typer.Typer(
     help="Run the reproductions of advrepro and inspect them.",
@@ -60,6 +66,11 @@ def _errors() -> Iterator[None]:
         text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         _console(stderr=True).print(f"[red]error:[/red] {escape(text)}", soft_wrap=True)
         raise typer.Exit(1) from None
+
+
+def _num(value: Any) -> float | None:
+    """A DataFrame cell as a float, or None where it is missing (NaN / None)."""
+    return None if value is None or value != value else float(value)
 
 
 def _fmt(value: float | None, digits: int = 4) -> str:
@@ -141,9 +152,25 @@ def run(
     reuse: Annotated[
         bool, typer.Option(help="reuse a stored successful run with the same run key")
     ] = False,
+    threads: Annotated[
+        int | None,
+        typer.Option(help="torch CPU threads of the notebook (default: torch's, all cores)"),
+    ] = None,
+    offline: Annotated[
+        bool,
+        typer.Option(
+            "--offline", help="never download missing datasets (REPRO_OFFLINE=1 does the same)"
+        ),
+    ] = False,
 ) -> None:
-    """Execute repro/SLUG/reproduce.py into runs/SLUG/<run-id>/, compare, and record the run."""
-    from repro.runner import run_reproduction
+    """Execute repro/SLUG/reproduce.py into runs/SLUG/<run-id>/, compare, and record the run.
+
+    Missing public datasets (MNIST, Fashion-MNIST, CIFAR-10) are downloaded first when their host
+    answers, unless --offline. Ctrl-C or SIGTERM records the run as interrupted (exit 130).
+    """
+    import os
+
+    from repro.runner import RunInterrupted, check_seed, run_reproduction
 
     options: dict[str, Any] = {
         "scale": scale,
@@ -155,13 +182,35 @@ def run(
         "progress": progress,
     }
     with _errors():
+        check_seed(seed)  # before anything is planned, stored or created
+        if threads is not None and threads < 1:
+            raise ReproError(f"--threads {threads}: must be at least 1 (omit it for the default)")
+        if data_dir is not None and not data_dir.is_dir():
+            what = "is not a folder" if data_dir.exists() else "does not exist"
+            raise ReproError(f"--data-dir {data_dir}: {what}")
         try:
             if executor != "local" or reuse:  # the nightly's path: run key, reuse, executors
                 from repro.nightly import run_one
 
+                # that path takes no thread/offline options: the environment carries them to
+                # the runner (and to a submitit job's process) instead
+                if threads is not None:
+                    os.environ["OMP_NUM_THREADS"] = str(threads)
+                if offline:
+                    os.environ["REPRO_OFFLINE"] = "1"
                 result = run_one(slug, executor=executor, reuse=reuse, **options)
             else:
-                result = run_reproduction(slug, **options)
+                result = run_reproduction(
+                    slug, threads=threads, offline=True if offline else None, **options
+                )
+        except RunInterrupted as stop:
+            where = "stored in the catalog" if stop.result.stored else "not stored"
+            _console(stderr=True).print(
+                f"[red]interrupted[/red] by {stop.signal_name}: run {escape(stop.result.run_id)}"
+                f" recorded as interrupted in {escape(str(stop.result.run_dir))} ({where})",
+                soft_wrap=True,
+            )
+            raise typer.Exit(130) from None
         except KeyboardInterrupt:
             _console(stderr=True).print(
                 "[red]interrupted[/red] (the run directory keeps what was recorded)"
@@ -237,14 +286,14 @@ def list_(
 @app.command()
 def show(slug: Annotated[str, typer.Argument(help="reproduction folder under repro/")]) -> None:
     """A reproduction's expected table (the paper's numbers) and its latest runs."""
+    from catalog.compare import best_per_row, comparison_frame
     from catalog.db import session_scope
     from catalog.runs import latest_runs
-    from repro.config import repro_path
-    from repro.expected import read_expected
+    from repro.config import load_reproduction
 
     with _errors():
         info = _describe(slug)
-        expected = read_expected(repro_path(slug) / "expected.csv")
+        expected = load_reproduction(slug).expected
         with session_scope() as session:
             runs = [
                 (r.id, r.scale, r.status, r.started_at, r.wall_seconds, r.device, r.summary)
@@ -258,18 +307,26 @@ def show(slug: Annotated[str, typer.Argument(help="reproduction folder under rep
         f" · scales: {', '.join(info['scales']) or '-'}"
         f" · notebook: {'yes' if info['has_notebook'] else 'no'}"
     )
-    table = Table(title=f"expected.csv ({len(expected)} rows)")
-    for column in ("id", "source", "dataset", "metric", "paper", "tol", "status"):
+    # the paper's numbers next to ours: each row at the best scale that ran (catalog.compare)
+    best = best_per_row(comparison_frame(expected, [s for *_, s in runs if s]))
+    table = Table(title=f"expected.csv ({len(expected)} rows) next to the latest runs")
+    for column in ("id", "source", "metric", "unit", "paper", "tol", "ours", "scale", "delta"):
         table.add_column(column, overflow="fold")
-    for row in expected:
+    table.add_column("verdict / reason", overflow="fold")
+    for row in best.itertuples(index=False):
+        verdict = str(row.verdict)
+        note = f"{verdict}: {row.reason}" if isinstance(row.reason, str) and row.reason else verdict
         table.add_row(
-            escape(row.id),
-            escape(row.source),
-            escape(row.dataset),
-            escape(row.metric),
-            _fmt(row.paper),
-            _fmt(row.tolerance),
-            escape(row.status or ("unverified" if row.unverified else "")),
+            escape(str(row.id)),
+            escape(str(row.source)) if isinstance(row.source, str) else "",
+            escape(str(row.metric)) if isinstance(row.metric, str) else "",
+            str(row.unit) if isinstance(row.unit, str) else "",
+            _fmt(_num(row.paper)),
+            _fmt(_num(row.tolerance)),
+            _fmt(_num(row.value)),
+            str(row.scale) if isinstance(row.scale, str) else "",
+            _fmt(_num(row.delta)),
+            f"[{VERDICT_STYLE.get(verdict, '')}]{escape(note)}[/]" if verdict else "",
         )
     console.print(table)
     runs_table = Table(title="latest runs" if runs else "no runs recorded yet")
@@ -292,6 +349,142 @@ def show(slug: Annotated[str, typer.Argument(help="reproduction folder under rep
             f"{held}/{len(claims)} hold" if claims else "",
         )
     console.print(runs_table)
+
+
+@app.command()
+def new(
+    slug: Annotated[
+        str,
+        typer.Argument(
+            metavar="SLUG", help="the new folder's name under repro/ (e.g. kurakin_bim)"
+        ),
+    ],
+    key: Annotated[
+        str, typer.Option("--key", help="the paper's catalog key (catalog add it first)")
+    ],
+    dataset: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--dataset", "-d", metavar="NAME", help="a dataset of repro.toml (repeat for several)"
+        ),
+    ] = None,
+    uses: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--uses", metavar="SLUG", help="a reproduction whose code this one imports (repeatable)"
+        ),
+    ] = None,
+) -> None:
+    """Start repro/SLUG/ from the templates: method, expected.csv, claims, notebook, README,
+    review stub and smoke test, runnable at smoke at once. Never overwrites."""
+    from repro.scaffold import new_reproduction, planned_paths
+
+    with _errors():
+        review = planned_paths(slug, key)["review"]
+        kept = review.exists()
+        folder = new_reproduction(slug, key, datasets=dataset or [], uses=uses or [])
+    paths = planned_paths(slug, key, root=folder.parent.parent)
+    console = _console()
+    console.print(f"created {escape(str(folder))}/", soft_wrap=True)
+    for name in sorted(p.name for p in folder.iterdir()):
+        console.print(f"  {escape(name)}")
+    console.print(f"created {escape(str(paths['test']))}", soft_wrap=True)
+    state = "kept (the paper already has a review)" if kept else "created"
+    console.print(f"{state}: {escape(str(review))}", soft_wrap=True)
+    console.print(
+        f"next: the paper's numbers in expected.csv, its claims in claims.py, then "
+        f"`repro run {escape(slug)} --scale smoke` (CONTRIBUTING.md walks through it)",
+        soft_wrap=True,
+    )
+
+
+# The choices of `repro nightly --scale / --executor`, from the modules that own the names.
+ScaleChoice = Literal[(*SCALES, "auto")]  # type: ignore[valid-type]
+ExecutorChoice = Literal[EXECUTORS]  # type: ignore[valid-type]
+
+
+def _executor_options(pairs: list[str]) -> dict[str, Any]:
+    """`--executor-option KEY=VALUE` pairs as submitit parameters (VALUE read as JSON if it is)."""
+    options: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise ReproError(f"--executor-option {pair!r}: expected KEY=VALUE")
+        try:
+            options[key] = json.loads(value)
+        except json.JSONDecodeError:
+            options[key] = value
+    return options
+
+
+@app.command()
+def nightly(
+    slugs: Annotated[
+        list[str] | None,
+        typer.Argument(metavar="SLUG", help="reproductions to run, as with --only"),
+    ] = None,
+    scale: Annotated[ScaleChoice, typer.Option(help="the runs' scale")] = "auto",
+    only: Annotated[
+        list[str] | None,
+        typer.Option(metavar="SLUG", help="only these: --only a b, --only a,b, --only a --only b"),
+    ] = None,
+    force: Annotated[
+        bool, typer.Option("--force", help="re-run even when an identical run is stored")
+    ] = False,
+    executor: Annotated[ExecutorChoice, typer.Option(help="where runs execute")] = "local",
+    executor_option: Annotated[
+        list[str] | None,
+        typer.Option(
+            metavar="KEY=VALUE", help="submitit parameter of every job (slurm_partition=gpu, ...)"
+        ),
+    ] = None,
+    device: Annotated[str, typer.Option(help="auto | cpu | cuda")] = "auto",
+    seed: Annotated[int, typer.Option(help="seed of every run")] = 0,
+    data_dir: Annotated[str | None, typer.Option(help="folder with datasets")] = None,
+    out: Annotated[str | None, typer.Option(help="runs folder (default <project>/runs)")] = None,
+    site: Annotated[str | None, typer.Option(help="site folder (default <project>/_site)")] = None,
+    no_site: Annotated[bool, typer.Option("--no-site", help="do not rebuild the site")] = False,
+    json_out: Annotated[
+        Path | None, typer.Option("--json", metavar="FILE", help="write the report as JSON")
+    ] = None,
+    quiet: Annotated[
+        bool, typer.Option("--quiet", help="do not echo the notebooks' output")
+    ] = False,
+) -> None:
+    """Run (or reuse) every reproduction, store the runs, report drift, rebuild the site.
+
+    Exit 1 when a claim that held in the previous run fails now, 2 for a usage error (unknown
+    slug, bad option) before anything ran, else 0 (`repro.nightly`).
+    """
+    from catalog import CatalogError
+    from catalog.config import project_root
+    from repro.nightly import print_report, run_nightly
+
+    wanted = [s for item in [*(only or []), *(slugs or [])] for s in item.split(",") if s]
+    wide = None if sys.stdout.isatty() else 160  # CI logs and nox: no wrapping of run ids
+    console, err = Console(width=wide), _console(stderr=True)
+    try:
+        runner = make_executor(executor, **_executor_options(executor_option or []))
+        report = run_nightly(
+            scale=scale,
+            only=wanted or None,
+            force=force,
+            executor=runner,
+            device=device,
+            seed=seed,
+            data_dir=data_dir,
+            out=out,
+            site=None if no_site else Path(site or project_root() / "_site"),
+            progress=not quiet,
+            echo=lambda text: err.print(f"[bold]nightly[/bold] {escape(text)}", soft_wrap=True),
+        )
+    except (ReproError, CatalogError) as exc:
+        err.print(f"[red]error:[/red] {escape(str(exc))}", soft_wrap=True)
+        raise typer.Exit(2) from None
+    print_report(report, console)
+    if json_out is not None:
+        json_out.write_text(json.dumps(report.to_dict(), indent=2, default=str) + "\n")
+    raise typer.Exit(report.exit_code)
 
 
 def main() -> None:

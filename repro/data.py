@@ -26,9 +26,23 @@ Debian re-gzips the official files (different `.gz` bytes, identical content), a
 Decoded tensors are cached (uint8, `<cache>/tensors/<name>-<split>-<key>.pt`, keyed by the MD5s of
 the source files as they are), so a second load skips decompression and parsing.
 
-Downloading happens only with `download=True` and when the dataset's host answers within a few
-seconds; otherwise a missing dataset raises `DataUnavailable` with one line naming every way to
-supply it. Nothing here ever waits on the network without a timeout.
+Downloading (through torchvision, which checks each file's MD5 as it arrives; the files are then
+verified again as above) happens only where asked and when the dataset's host accepts a connection
+within `ONLINE_TIMEOUT_S` seconds; otherwise a missing dataset raises `DataUnavailable` with one line
+naming every way to supply it. Nothing here ever waits on the network without a timeout.
+
+Who asks for a download:
+
+- `repro run` does, before it starts the notebook: `repro.provision.provide(datasets)` fetches each dataset of the
+  reproduction's repro.toml (the scale's `datasets` when it names some) that is in none of the
+  roots, into the user cache. So a researcher on a connected machine gets the MNIST, Fashion-MNIST
+  and CIFAR-10 rows without reading anything, and the notebooks themselves never download (their
+  `available()` checks then find the files).
+- `load_dataset(..., download=True)`, for code run by hand.
+
+`REPRO_OFFLINE=1` (what `repro run --offline` sets for its notebook) forbids both: no download and
+no reachability probe at all; a missing dataset is then the immediate `DataUnavailable` error (or
+the notebook's rows that need it are recorded as not run). The test suite runs with it set.
 """
 
 from __future__ import annotations
@@ -42,12 +56,17 @@ import tarfile
 import threading
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
-from torch import Tensor
 
 from repro import ReproError
+
+if (
+    TYPE_CHECKING
+):  # torch is imported by the functions that decode: `available` (and `repro.provision.provide`) go
+    import torch  # without it, so the runner can look for data without paying torch's start-up
+    from torch import Tensor
 
 __all__ = [
     "DATASETS",
@@ -58,6 +77,7 @@ __all__ = [
     "cache_dir",
     "data_roots",
     "load_dataset",
+    "offline",
 ]
 
 DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
@@ -118,6 +138,7 @@ class _Spec:
     folders: tuple[str, ...]  # folder names under a root
     torchvision: str  # the torchvision class (its layout: <root>/<class>/raw/)
     host: str  # where torchvision downloads it from (for the reachability check)
+    port: int = 443
 
 
 DATASETS: dict[str, _Spec] = {
@@ -292,6 +313,8 @@ def _decode_idx(spec: _Spec, split: str, folder: Path, files: list[Path]) -> tup
             )
         arrays.append(_parse_idx(raw, path, ndim))
     images, labels = arrays
+    import torch
+
     if images.shape[0] != labels.shape[0]:
         raise ChecksumMismatch(f"{folder}: {images.shape[0]} images but {labels.shape[0]} labels")
     return torch.from_numpy(images.copy()).unsqueeze(1), torch.from_numpy(labels.astype(np.int64))
@@ -360,6 +383,8 @@ def _extract_cifar(tarball: Path, split: str) -> tuple[Path, list[Path]]:
 
 
 def _decode_cifar(folder: Path, files: list[Path]) -> tuple[Tensor, Tensor]:
+    import torch
+
     md5 = _cifar_md5()
     xs, ys = [], []
     for path in files:
@@ -398,17 +423,29 @@ def _reachable(host: str, port: int = 443, timeout: float = ONLINE_TIMEOUT_S) ->
     return bool(result and result[0])
 
 
+DOWNLOAD_TIMEOUT_S = 60.0  # per socket operation of torchvision's download (it sets none itself)
+
+
+def offline() -> bool:
+    """Whether downloading is forbidden: `REPRO_OFFLINE` set to 1/true/yes (`repro run --offline`)."""
+    return os.environ.get("REPRO_OFFLINE", "").strip().lower() in {"1", "true", "yes", "on"}
+
+
 def _download(spec: _Spec, split: str) -> None:
     """Let torchvision download (and checksum) the official files into the user cache."""
     import torchvision.datasets as tvd
 
     cls = getattr(tvd, spec.torchvision)
     root = _user_data_root()
-    root.mkdir(parents=True, exist_ok=True)
+    before = socket.getdefaulttimeout()
     try:
+        root.mkdir(parents=True, exist_ok=True)
+        socket.setdefaulttimeout(DOWNLOAD_TIMEOUT_S)  # torchvision's urlopen has no timeout
         cls(root=str(root), train=split == "train", download=True)
     except Exception as exc:
         raise DataUnavailable(f"{spec.name}: download into {root} failed: {exc}") from exc
+    finally:
+        socket.setdefaulttimeout(before)
 
 
 def _unavailable_message(name: str, split: str, roots: list[Path], why: str) -> str:
@@ -424,7 +461,10 @@ def _unavailable_message(name: str, split: str, roots: list[Path], why: str) -> 
         ways.append(
             "`apt-get install dataset-fashion-mnist` (Fashion-MNIST in /usr/share/datasets)"
         )
-    ways.append(f"or allow downloading (download=True) on a machine that can reach {spec.host}")
+    ways.append(
+        f"or let `repro run` (without --offline) or download=True fetch it on a machine that can"
+        f" reach {spec.host}"
+    )
     layout = (
         f"DIR/{folder}/*.gz or torchvision's DIR/{spec.torchvision}/raw/"
         if spec.kind == "idx"
@@ -468,7 +508,13 @@ def _load_uint8(
     spec = DATASETS[name]
     found = _locate(spec, split, roots)
     if found is None and download:
-        if not _reachable(spec.host):
+        if offline():
+            raise DataUnavailable(
+                _unavailable_message(
+                    label, split, roots, "download=True but REPRO_OFFLINE=1 forbids downloading"
+                )
+            )
+        if not _reachable(spec.host, spec.port):
             raise DataUnavailable(
                 _unavailable_message(
                     label,
@@ -483,6 +529,8 @@ def _load_uint8(
         why = "no files found" + ("" if download else " and downloading is off")
         raise DataUnavailable(_unavailable_message(label, split, roots, why))
     folder, files = found
+    import torch
+
     cached = _cache_path(name, split, files)
     if cached.is_file():
         try:
@@ -500,6 +548,8 @@ def _load_uint8(
 
 def _save_cache(path: Path, x: Tensor, y: Tensor) -> None:
     """Best effort: a read-only or full cache only costs the next load its decoding time."""
+    import torch
+
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(f".{os.getpid()}.tmp")
@@ -525,6 +575,8 @@ def load_dataset(
     Raises `DataUnavailable` (one line naming the ways to supply the data) when the files are
     nowhere and cannot be downloaded, `ChecksumMismatch` when a file is not the official one.
     """
+    import torch
+
     if split not in SPLITS:
         raise ReproError(f"dataset {name}: unknown split {split!r}; use 'train' or 'test'")
     base = _canonical(name)

@@ -26,6 +26,7 @@ needs a GPU ask for one. With the local executors, `auto` is resolved here (`ful
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import traceback
@@ -74,8 +75,9 @@ class Job:
 class Outcome:
     """What became of a job (or of a reuse).
 
-    `status`: succeeded | failed (the notebook ran and failed; a run is recorded) | reused | error
-    (no run exists: the folder was broken, the job died, the cluster refused it; `error` says why).
+    `status`: succeeded | failed (the notebook ran and failed; a run is recorded) | interrupted
+    (SIGINT/SIGTERM; recorded) | reused | error (no run exists: the folder was broken, the job
+    died, the cluster refused it; `error` says why).
     """
 
     slug: str
@@ -95,8 +97,9 @@ class Outcome:
 
 def execute_job(job: Job) -> Outcome:
     """Run one job here (called in-process, or inside a submitit job): execute the notebook, store
-    the run when `job.store`. Problems found before the notebook starts are an `error` outcome."""
-    from repro.runner import execute_run
+    the run when `job.store`. Problems found before the notebook starts are an `error` outcome.
+    An interrupted run (SIGINT/SIGTERM) is stored as such, then the interruption propagates."""
+    from repro.runner import RunInterrupted, execute_run
 
     try:
         result = execute_run(
@@ -112,6 +115,19 @@ def execute_job(job: Job) -> Outcome:
         )
     except ReproError as exc:
         return Outcome(job.slug, job.scale, "error", error=str(exc))
+    except RunInterrupted as stop:
+        if job.store:
+            stopped = Outcome(
+                job.slug,
+                job.scale,
+                "interrupted",
+                summary=stop.result.summary,
+                run_dir=str(stop.result.run_dir),
+            )
+            # when storing fails, the run directory keeps the whole record (`catalog ingest-runs`)
+            with contextlib.suppress(ReproError):
+                store_outcome(stopped)
+        raise
     outcome = Outcome(
         job.slug,
         job.scale,
@@ -216,7 +232,10 @@ def job_resources(slug: str, scale: str) -> dict[str, Any]:
         timeout = math.ceil(wall * TIMEOUT_FACTOR + TIMEOUT_MARGIN_MIN)
     else:
         timeout = DEFAULT_TIMEOUT_MIN
-    needs_gpu = params.get("needs_gpu", config.get("needs_gpu", False))
+    # the top-level `needs_gpu` (catalog.schema.ReproConfig) is about `full`; a scale may say its own
+    needs_gpu = params.get(
+        "needs_gpu", config.get("needs_gpu", False) if scale == "full" else False
+    )
     if not isinstance(needs_gpu, bool):
         raise ReproError(f"repro/{slug}/repro.toml: [scales.{scale}] needs_gpu must be true/false")
     return {

@@ -16,7 +16,7 @@ results.json (schema_version 1), read by the runner (`read_results`), never by t
       "rows":    [{"id": "mnist_maxout_fgsm_error", "value": 89.4,
                    "info": {"dataset": "mnist", ...}}],     # info: the keyword arguments of row()
       "not_run": [{"id": "cifar10_row", "reason": "CIFAR-10 is not available offline"}],
-      "metrics": [{"name": "train_seconds", "value": 12.3}],
+      "metrics": [{"name": "train_seconds", "value": 12.3}],   # + "info": {...} when given
       "figures": [{"path": "figures/adv_examples.png", "caption": "..."}],
       "updated_at": "2026-11-21T05:01:02+00:00"
     }
@@ -123,11 +123,16 @@ class Recorder:
         self._write()
         self._say(f"row {id} not run: {reason.strip()}")
 
-    def metric(self, name: str, value: Any) -> float:
-        """Record a free metric (not in `expected.csv`): timings, losses, sizes."""
+    def metric(self, name: str, value: Any, **info: Any) -> float:
+        """Record a free metric (not in `expected.csv`): timings, losses, sizes. Keyword
+        arguments, if any, are kept as the metric's `info` (as a row's), e.g. `correct=` the
+        per-image vector behind an accuracy (`repro.stats.pack_bits`)."""
         _check_id(name, "metric name")
         number = _number(value, f"metric {name}")
-        _upsert(self.metrics, "name", {"name": name, "value": number})
+        entry: dict[str, Any] = {"name": name, "value": number}
+        if info:
+            entry["info"] = _jsonable(info)
+        _upsert(self.metrics, "name", entry)
         self._write()
         return number
 

@@ -24,34 +24,64 @@ each other.
 
 The kernel is the `python3` kernelspec, forced to this very interpreter (`sys.executable`), so a
 user-level `python3` kernelspec pointing at another Python cannot run the notebook without torch.
+Its environment is the runner's, plus: `ADVREPRO_ROOT` (the project the runner found, so that the
+notebook reads the same repro.toml whatever its working directory), and `REPRO_OFFLINE=1` when
+downloading is forbidden. CPU threads: torch's default (one per core) unless `threads` is given,
+in which case the kernel runs `torch.set_num_threads(threads)` before the first cell (and gets
+`OMP_NUM_THREADS`); no repro.toml pins them.
+
+Data: before the notebook starts, the datasets of repro.toml (the scale's `datasets` when it names
+some) that are nowhere on this machine are downloaded into the user cache (`repro.provision.provide`;
+a connect timeout of a few seconds, checksums verified), unless `offline` (`repro run --offline`,
+or `REPRO_OFFLINE=1`), in which case nothing is probed. What stays missing is a warning; the
+notebook then records the rows that need it as not run, or fails with the data's clear error.
+
+Interruption: SIGINT (Ctrl-C) or SIGTERM (a scheduler, `kill`) while the notebook runs stops the
+kernel at once (its process group is killed, so it prints no traceback of its own), writes the
+summary with status `interrupted`, and raises `RunInterrupted` (a `KeyboardInterrupt` that carries
+the `RunResult`); `run_reproduction` stores the run before letting it propagate, and `repro run`
+exits 130.
+
+Bad input found before anything runs (a seed outside [0, 2**63 - 1], a `--data-dir` that is not a
+folder, `threads` < 1) is a `ReproError`, and no run directory is created.
 """
 
 from __future__ import annotations
 
-import logging
 import math
 import os
-import re
 import secrets
+import signal
 import subprocess
 import sys
+import threading
 import time
-import traceback
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
 from catalog.schema import SUMMARY_SCHEMA_VERSION, ExpectedRow
 from repro import ReproError
 from repro.claims import Results, evaluate, load_claims
 from repro.config import load_reproduction, repro_path
+from repro.notebook import (
+    _execute,
+    _kernel_environment,
+    _notebook,
+    _Stopped,
+)
 from repro.record import empty_results, read_results
 from repro.scales import resolve_scale
 
 __all__ = [
+    "SEED_MAX",
     "SUMMARY_FILE",
+    "RunInterrupted",
     "RunResult",
+    "check_seed",
     "default_out_dir",
     "execute_run",
     "git_state",
@@ -65,7 +95,7 @@ __all__ = [
 SUMMARY_FILE = "summary.json"
 NOTEBOOK_FILE = "reproduce.ipynb"
 SUMMARY_SCHEMA = SUMMARY_SCHEMA_VERSION  # catalog.schema.RunSummary
-_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+SEED_MAX = 2**63 - 1  # the catalog's 64-bit seed column (catalog.runs.SEED_MAX)
 
 
 @dataclass
@@ -104,7 +134,10 @@ class RunResult:
         return problems
 
     def exit_code(self, strict: bool = False) -> int:
-        """0 when fine; 1 for a failed run; 2 under `strict` for deviations or failed claims."""
+        """0 when fine; 1 for a failed run; 2 under `strict` for deviations or failed claims;
+        130 for an interrupted run (the shell's code for Ctrl-C)."""
+        if self.status == "interrupted":
+            return 130
         if not self.ok:
             return 1
         if strict and self.strict_failures():
@@ -112,7 +145,28 @@ class RunResult:
         return 0
 
 
+class RunInterrupted(KeyboardInterrupt):
+    """SIGINT or SIGTERM stopped the notebook; `result` is the run, with status `interrupted` and
+    its summary written (stored too once `run_reproduction` re-raises it)."""
+
+    def __init__(self, result: RunResult, signal_name: str) -> None:
+        super().__init__(f"run {result.run_id} interrupted by {signal_name}")
+        self.result = result
+        self.signal_name = signal_name
+
+
 # --------------------------------------------------------------------------- small helpers
+
+
+def check_seed(seed: object) -> int:
+    """`seed` when it is an int in [0, 2**63 - 1] (what the catalog's 64-bit column holds and
+    torch accepts); a one-line `ReproError` for an integer out of that range. Not an integer at
+    all is a caller's bug (the CLI parses integers), a `TypeError`."""
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise TypeError(f"seed must be an integer, got {seed!r}")
+    if not 0 <= seed <= SEED_MAX:
+        raise ReproError(f"--seed {seed}: out of range; a seed is an integer in [0, 2**63 - 1]")
+    return seed
 
 
 def _now() -> datetime:
@@ -214,162 +268,6 @@ def summarize(
     }
 
 
-# --------------------------------------------------------------------------- notebook execution
-
-
-def _kernel_manager_class() -> type:
-    """nbclient's kernel manager, with the `python3` kernelspec forced to `sys.executable`."""
-    from jupyter_client.manager import AsyncKernelManager
-
-    class SameInterpreterKernelManager(AsyncKernelManager):
-        """Launch the kernel with the runner's own interpreter (the venv with torch)."""
-
-        @property
-        def kernel_spec(self):  # type: ignore[override]
-            spec = super().kernel_spec
-            if spec is not None and spec.argv[1:3] == ["-m", "ipykernel_launcher"]:
-                spec.argv = [sys.executable, *spec.argv[1:]]
-            return spec
-
-    return SameInterpreterKernelManager
-
-
-def _cell_titles(nb: Any) -> dict[int, str]:
-    """1-based cell numbers (as papermill counts them after injecting the parameters cell) of code
-    cells, with the first line worth showing."""
-    titles: dict[int, str] = {}
-    number = 0
-    for cell in nb.cells:
-        number += 1
-        if cell.cell_type == "code":
-            lines = [ln.strip() for ln in cell.source.splitlines()]
-            first = next((ln for ln in lines if ln and not ln.startswith("#")), "")
-            comment = next((ln.lstrip("# ") for ln in lines if ln.startswith("#")), "")
-            titles[number] = (comment or first)[:70]
-        if "parameters" in cell.get("metadata", {}).get("tags", []):
-            number += 1
-            titles[number] = "(injected parameters)"
-    titles[0] = str(number)  # total
-    return titles
-
-
-class _NotebookEcho(logging.Handler):
-    """Echo papermill's `log_output` live: the notebook's own output raw (so tqdm's carriage
-    returns redraw a bar in a terminal), a line per code cell, and papermill's warnings.
-
-    When the stream is not a terminal (CI logs, nox), carriage-return redraws become lines, at most
-    one every `throttle_s` seconds per bar, so the log shows progress without thousands of lines.
-    """
-
-    def __init__(self, stream: TextIO, titles: dict[int, str], throttle_s: float = 10.0) -> None:
-        super().__init__(logging.INFO)
-        self.stream = stream
-        self.titles = titles
-        self.tty = bool(getattr(stream, "isatty", lambda: False)())
-        self.throttle_s = throttle_s
-        self.last_frame = -math.inf
-        self.at_line_start = True
-
-    def _write(self, text: str) -> None:
-        if not text:
-            return
-        self.stream.write(text)
-        self.stream.flush()
-        self.at_line_start = text.endswith(("\n", "\r"))
-
-    def _line(self, text: str) -> None:
-        if not self.at_line_start:
-            self._write("\n")
-        self._write(text + "\n")
-
-    def emit(self, record: logging.LogRecord) -> None:
-        try:
-            message = record.getMessage()
-            if record.funcName == "log_output_message":
-                self._output(message)
-            elif message.startswith("Executing Cell"):
-                found = re.search(r"\d+", message)
-                number = int(found.group()) if found else 0
-                if number in self.titles:
-                    self._line(f"── cell {number}/{self.titles[0]}: {self.titles[number]}")
-            elif record.levelno >= logging.WARNING and not message.startswith("Ending Cell"):
-                self._line(f"papermill: {message}")
-        except Exception:
-            self.handleError(record)
-
-    def _output(self, text: str) -> None:
-        if self.tty:
-            self._write(text)
-            return
-        # Not a terminal: split redraws; keep complete lines, throttle bare redraw frames.
-        for piece in re.split(r"(\r(?!\n))", text):
-            if not piece or piece == "\r":
-                continue
-            if piece.endswith("\n"):
-                self._line(piece.rstrip("\n"))
-            elif time.monotonic() - self.last_frame >= self.throttle_s:
-                self.last_frame = time.monotonic()
-                self._line(piece)
-
-
-def _notebook(source: Path) -> Any:
-    """`reproduce.py` (Jupytext percent format) as a notebook with the `python3` kernelspec."""
-    import jupytext
-
-    try:
-        nb = jupytext.read(source, fmt="py:percent")
-    except Exception as exc:
-        raise ReproError(f"{source}: cannot be read as a Jupytext notebook: {exc}") from exc
-    nb.metadata["kernelspec"] = {
-        "name": "python3",
-        "display_name": "Python 3",
-        "language": "python",
-    }
-    nb.metadata.setdefault("language_info", {"name": "python"})
-    if not any("parameters" in c.get("metadata", {}).get("tags", []) for c in nb.cells):
-        raise ReproError(f'{source}: no cell tagged parameters (# %% tags=["parameters"])')
-    return nb
-
-
-def _execute(
-    nb: Any, output: Path, parameters: dict[str, Any], cwd: Path, progress: bool
-) -> str | None:
-    """Run the notebook with papermill into `output`; the error text when it fails, else None."""
-    import papermill
-    from papermill.exceptions import PapermillExecutionError
-
-    logger = logging.getLogger("papermill")
-    handler = _NotebookEcho(sys.stderr, _cell_titles(nb)) if progress else None
-    saved = (logger.level, logger.propagate)
-    if handler is not None:
-        logger.addHandler(handler)
-        logger.setLevel(logging.INFO)
-        logger.propagate = False
-    try:
-        papermill.execute_notebook(
-            nb,
-            str(output),
-            parameters=parameters,
-            kernel_name="python3",
-            cwd=str(cwd),
-            log_output=progress,
-            progress_bar=False,
-            request_save_on_cell_execute=True,
-            kernel_manager_class=_kernel_manager_class(),
-        )
-    except PapermillExecutionError as exc:
-        trace = _ANSI.sub("", "\n".join(exc.traceback))
-        return f"{exc.ename}: {exc.evalue} (cell {exc.exec_count})\n{trace}"
-    except Exception:
-        return f"the notebook could not be executed:\n{traceback.format_exc()}"
-    finally:
-        if handler is not None:
-            logger.removeHandler(handler)
-            logger.setLevel(saved[0])
-            logger.propagate = saved[1]
-    return None
-
-
 # --------------------------------------------------------------------------- the run
 
 
@@ -417,6 +315,30 @@ def _check_folder(slug: str, scale: str) -> tuple[Path, dict[str, Any], list[Exp
     return folder, config, reproduction.expected, claims
 
 
+def _datasets(config: dict[str, Any], scale: str) -> list[str]:
+    """The datasets a run at `scale` reads: the scale's `datasets` when it lists some (Defense-GAN
+    measures Fashion-MNIST only at smoke), else repro.toml's `datasets`."""
+    listed = config["scales"][scale].get("datasets")
+    if isinstance(listed, list) and listed and all(isinstance(d, str) for d in listed):
+        return listed
+    return list(config.get("datasets") or [])
+
+
+def _provide_data(
+    names: list[str], data_dir: str | None, offline: bool, progress: bool
+) -> list[str]:
+    """Download what is missing (unless `offline`); warnings for what stays missing."""
+    from repro.provision import provide
+
+    warnings = []
+    for item in provide(names, data_dir, download=not offline):
+        if item.status == "downloaded" and progress:
+            print(f"data: downloaded {item.name} {item.detail}", file=sys.stderr, flush=True)
+        elif item.status == "missing":
+            warnings.append(f"dataset {item.name}: {item.detail}; the rows that need it cannot run")
+    return warnings
+
+
 def execute_run(
     slug: str,
     *,
@@ -429,15 +351,35 @@ def execute_run(
     progress: bool = True,
     executor: str = "local",
     run_key: str | None = None,
+    threads: int | None = None,
+    offline: bool | None = None,
 ) -> RunResult:
     """Execute the notebook into a fresh run directory and write its `summary.json` (not stored).
 
     Raises `ReproError` for problems found before the run starts (unknown slug, bad expected.csv,
-    claims.py that does not import, CUDA asked for but absent, ...). Once the notebook starts, every
-    outcome is a `RunResult`; a failed notebook has status `failed` and the traceback in `error`.
+    claims.py that does not import, CUDA asked for but absent, a seed out of range, a `data_dir`
+    that is not a folder, ...). Once the notebook starts, every outcome is a `RunResult`; a failed
+    notebook has status `failed` and the traceback in `error`; SIGINT/SIGTERM raise
+    `RunInterrupted` carrying the `interrupted` run. `threads`: torch's CPU threads in the kernel
+    (None: torch's default); `offline`: never download (None: `REPRO_OFFLINE`).
     """
     from catalog.config import project_root
+    from repro.data import offline as offline_env
 
+    seed = check_seed(seed)
+    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int)):
+        raise ReproError(f"--threads {threads!r}: not an integer")
+    if threads is not None and threads < 1:
+        raise ReproError(f"--threads {threads}: must be at least 1 (omit it for torch's default)")
+    if data_dir:
+        data_path = Path(data_dir).expanduser()
+        if not data_path.is_dir():
+            what = "is not a folder" if data_path.exists() else "does not exist"
+            raise ReproError(f"--data-dir {data_dir}: {what}")
+        data_dir = str(data_path.resolve())
+    else:
+        data_dir = None
+    offline = offline_env() if offline is None else bool(offline)
     repro_path(slug)  # an unknown slug or scale fails before torch is imported for the device
     if str(scale).strip().lower() != "auto":
         resolve_scale(scale, "cpu")
@@ -448,7 +390,9 @@ def execute_run(
     if config["scales"][concrete].get("needs_gpu") and not device_str.startswith("cuda"):
         warnings.append(f"{slug}: scale {concrete} is meant for a GPU; it ran on the CPU")
     nb = _notebook(folder / "reproduce.py")
+    warnings += _provide_data(_datasets(config, concrete), data_dir, offline, progress)
 
+    root = project_root()
     started, clock = _now(), time.monotonic()
     run_id = run_id or new_run_id(slug, concrete, started)
     base = Path(out) if out is not None else default_out_dir()
@@ -462,39 +406,92 @@ def execute_run(
     parameters: dict[str, Any] = {
         "scale": concrete,
         "device": device_str,
-        "seed": int(seed),
-        "data_dir": str(Path(data_dir).expanduser().resolve()) if data_dir else None,
+        "seed": seed,
+        "data_dir": data_dir,
         "out_dir": str(run_dir),
     }
-    commit, dirty = git_state(project_root())
+    commit, dirty = git_state(root)
     prov = {"git_commit": commit, "git_dirty": dirty, **prov, "executor": executor}
+    prov["threads"] = threads  # requested torch CPU threads; None = torch's default
+    kernel_env = {"ADVREPRO_ROOT": str(root)}
+    kernel_args = []
+    if threads is not None:
+        # OMP_NUM_THREADS for OpenMP/MKL (capped at the core count by them), and torch's own
+        # setting before the first cell, which takes the number as given
+        kernel_env["OMP_NUM_THREADS"] = str(threads)
+        kernel_args.append(
+            f"--IPKernelApp.exec_lines=import torch; torch.set_num_threads({int(threads)})"
+        )
+    if offline:
+        kernel_env["REPRO_OFFLINE"] = "1"
 
-    interrupted = False
+    stopped_by: str | None = None
     try:
-        error = _execute(nb, run_dir / NOTEBOOK_FILE, parameters, run_dir, progress)
-    except KeyboardInterrupt:
-        error, interrupted = "interrupted (KeyboardInterrupt)", True
+        with _kernel_environment(kernel_env):
+            error = _execute(
+                nb, run_dir / NOTEBOOK_FILE, parameters, run_dir, progress, kernel_args
+            )
+    except _Stopped as exc:
+        stopped_by = exc.signal_name
+        error = f"interrupted by {stopped_by} (the notebook was stopped; partial results kept)"
     wall = time.monotonic() - clock
-    summary = _finish(
-        run_dir,
-        {
-            "run_id": run_id,
-            "slug": slug,
-            "scale": concrete,
-            "seed": int(seed),
-            "parameters": parameters,
-            "started_at": started.isoformat(timespec="seconds"),
-            "wall_seconds": round(wall, 3),
-            "provenance": prov,
-            "run_key": run_key,
-        },
-        error,
-        expected,
-        claims,
-    )
-    if interrupted:
-        raise KeyboardInterrupt
-    return RunResult(run_dir=run_dir, summary=summary, warnings=warnings)
+    # a second Ctrl-C must not leave the run without its summary: finish first, then obey
+    with _deferred_signals() as pending:
+        summary = _finish(
+            run_dir,
+            {
+                "run_id": run_id,
+                "slug": slug,
+                "scale": concrete,
+                "seed": seed,
+                "parameters": parameters,
+                "started_at": started.isoformat(timespec="seconds"),
+                "wall_seconds": round(wall, 3),
+                "provenance": prov,
+                "run_key": run_key,
+            },
+            error,
+            expected,
+            claims,
+            interrupted=stopped_by is not None,
+        )
+    result = RunResult(run_dir=run_dir, summary=summary, warnings=warnings)
+    stopped_by = stopped_by or pending.first
+    if stopped_by is not None:
+        raise RunInterrupted(result, stopped_by)
+    return result
+
+
+class _Pending:
+    """Signals received while they were deferred (`first` names the first one)."""
+
+    first: str | None = None
+
+
+@contextmanager
+def _deferred_signals() -> Iterator[_Pending]:
+    """Hold SIGINT/SIGTERM while a run's record is written (and stored): they are noted, and the
+    caller raises afterwards, so an impatient second Ctrl-C cannot leave a run half recorded."""
+    pending = _Pending()
+    if threading.current_thread() is not threading.main_thread():
+        yield pending
+        return
+
+    def note(signum: int, _frame: Any) -> None:
+        pending.first = pending.first or signal.Signals(signum).name
+
+    saved = {}
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        previous = signal.getsignal(sig)
+        if previous is signal.SIG_IGN:
+            continue
+        saved[sig] = previous
+        signal.signal(sig, note)
+    try:
+        yield pending
+    finally:
+        for sig, previous in saved.items():
+            signal.signal(sig, previous)
 
 
 def _finish(
@@ -503,6 +500,8 @@ def _finish(
     error: str | None,
     expected: list[ExpectedRow],
     claims: list[Any],
+    *,
+    interrupted: bool = False,
 ) -> dict[str, Any]:
     """Compose and write `summary.json` once the notebook has stopped (succeeded or not)."""
     try:
@@ -514,7 +513,7 @@ def _finish(
     summary = {
         "schema_version": SUMMARY_SCHEMA,
         **head,
-        "status": "failed" if error else "succeeded",
+        "status": "interrupted" if interrupted else "failed" if error else "succeeded",
         "finished_at": _now().isoformat(timespec="seconds"),
         "reused_from": None,
         "notebook": NOTEBOOK_FILE if (run_dir / NOTEBOOK_FILE).is_file() else None,
@@ -554,11 +553,31 @@ def run_reproduction(
     out: str | os.PathLike[str] | None = None,
     store: bool = True,
     progress: bool = True,
+    threads: int | None = None,
+    offline: bool | None = None,
 ) -> RunResult:
-    """`repro run`: execute the notebook (`execute_run`) and store the run (`store_summary`)."""
-    result = execute_run(
-        slug, scale=scale, device=device, seed=seed, data_dir=data_dir, out=out, progress=progress
-    )
+    """`repro run`: execute the notebook (`execute_run`) and store the run (`store_summary`).
+
+    An interrupted run is stored too (status `interrupted`) before `RunInterrupted` propagates.
+    """
+    try:
+        result = execute_run(
+            slug,
+            scale=scale,
+            device=device,
+            seed=seed,
+            data_dir=data_dir,
+            out=out,
+            progress=progress,
+            threads=threads,
+            offline=offline,
+        )
+    except RunInterrupted as stop:
+        if store:
+            with _deferred_signals():
+                store_summary(stop.result.summary, stop.result.run_dir)
+            stop.result.stored = True
+        raise
     if store:
         store_summary(result.summary, result.run_dir)
         result.stored = True

@@ -34,6 +34,15 @@ def test_from_results_json_shape() -> None:
         }
     )
     assert (r["a"], r.metric("m"), r.not_run) == (1.0, 2.0, {"b": "why"})
+    assert r.per_image("a") is None
+    # A row's or a metric's per-image vector (info["correct"], repro.stats.pack_bits) is kept.
+    r = Results.from_results(
+        {
+            "rows": [{"id": "a", "value": 0.5, "info": {"correct": "2:80", "n": 2}}],
+            "metrics": [{"name": "m", "value": 1.0, "info": {"correct": "1:80"}}],
+        }
+    )
+    assert (r.per_image("a"), r.per_image("m"), r.per_image("absent")) == ("2:80", "1:80", None)
 
 
 def test_evaluate_holds_fails_and_not_evaluated() -> None:

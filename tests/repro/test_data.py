@@ -139,6 +139,7 @@ def test_missing_dataset_fails_fast_with_every_way_to_supply_it(
 
 def test_download_when_offline_fails_fast(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """No test touches the network: the reachability probe is replaced by an offline answer."""
+    monkeypatch.delenv("REPRO_OFFLINE", raising=False)  # downloads allowed, the host unreachable
     monkeypatch.setattr(rdata, "_reachable", lambda host, *a, **k: False)
     with pytest.raises(DataUnavailable, match=r"download=True but www\.cs\.toronto\.edu"):
         load_dataset("cifar10", "test", data_dir=tmp_path, download=True)

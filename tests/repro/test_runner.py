@@ -19,11 +19,9 @@ from repro import ReproError
 from repro.claims import Claim
 from repro.config import list_slugs, load_config, scale_params
 from repro.expected import ExpectedRow, read_expected
+from repro.notebook import _cell_titles, _kernel_manager_class, _NotebookEcho
 from repro.runner import (
     RunResult,
-    _cell_titles,
-    _kernel_manager_class,
-    _NotebookEcho,
     git_state,
     new_run_id,
     run_reproduction,
@@ -256,7 +254,10 @@ def test_read_expected(tmp_path: Path) -> None:
     ("text", "message"),
     [
         ("id,source,dataset,metric,paper\n", "missing required column(s) tolerance"),
-        ("id,source,dataset,metric,paper,tolerance\na,T,m,e,x,1\n", ":2: row a: column 'paper': 'x'"),
+        (
+            "id,source,dataset,metric,paper,tolerance\na,T,m,e,x,1\n",
+            ":2: row a: column 'paper': 'x'",
+        ),
         ("id,source,dataset,metric,paper,tolerance\na,T,m,e,1,1\na,T,m,e,1,1\n", "duplicate id"),
         ("id,source,dataset,metric,paper,tolerance\na b,T,m,e,1,1\n", "snake_case"),
         ("id,source,dataset,metric,paper,tolerance\na,T,m,e,1,-1\n", "negative"),
