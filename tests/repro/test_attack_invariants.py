@@ -90,12 +90,64 @@ def _rand_fgsm_cw_blackbox_rows() -> list[tuple[Any, ...]]:
     ]  # fmt: skip
 
 
+def _obfuscated_gradients_rows() -> list[tuple[Any, ...]]:
+    from repro.obfuscated_gradients import eot_pgd_linf, latent_cw_l2
+
+    class Sigmoid784(nn.Module):
+        """G(z) = sigmoid(z) as an image: a generator whose range is every image in (0, 1)."""
+
+        latent_dim = 784
+
+        def forward(self, z: Tensor) -> Tensor:
+            return torch.sigmoid(z).view(-1, 1, 28, 28)
+
+    def latent(m: nn.Module, x: Tensor, y: Tensor, g: torch.Generator) -> Tensor:
+        z0 = torch.logit(x.clamp(0.01, 0.99)).flatten(1)  # the inversion of x
+        return latent_cw_l2(Sigmoid784(), m, x, y, z_init=z0, c=1.0, steps=20, lr=0.1,
+                            binary_search_steps=2)  # fmt: skip
+
+    return [
+        ("eot_pgd_linf_2samples_2restarts", lambda m, x, y, g: eot_pgd_linf(m, x, y, eps=0.1, step_size=0.025, steps=5, samples=2, restarts=2, generator=g), 0.1),
+        ("eot_pgd_linf_judged", lambda m, x, y, g: eot_pgd_linf(m, x, y, eps=0.1, step_size=0.025, steps=5, judge=m, generator=g), 0.1),
+        ("latent_cw_l2_sigmoid_generator", latent, None),
+    ]  # fmt: skip
+
+
+def _minimal_universal_transfer_rows() -> list[tuple[Any, ...]]:
+    """DeepFool and L-BFGS (minimal perturbations: no ball), a universal perturbation applied to
+    a batch (l_inf ball xi; computed on the batch's first 32 images), Liu et al.'s attacks (l2
+    budget)."""
+    from repro.deepfool import deepfool
+    from repro.liu_transfer import far_targets, fast_gradient, optimization_attack
+    from repro.szegedy_lbfgs import lbfgs_untargeted
+    from repro.uap import apply_perturbation, universal_perturbation
+
+    def uap(m: nn.Module, x: Tensor, y: Tensor, g: torch.Generator) -> Tensor:
+        v = universal_perturbation(m, x[:32], xi=0.1, max_passes=1, generator=g).v
+        return apply_perturbation(x, v)
+
+    rmsd = 0.09
+    budget = rmsd * 28  # the l2 radius of RMSD 0.09 on 28x28 images
+    return [
+        ("deepfool_l2", lambda m, x, y, g: deepfool(m, x, y), None),
+        ("deepfool_linf", lambda m, x, y, g: deepfool(m, x, y, norm="linf", max_iter=20), None),
+        ("szegedy_lbfgs_untargeted", lambda m, x, y, g: lbfgs_untargeted(m, x, y, search_steps=1, max_iter=8), None),
+        ("uap_linf_xi0.1", uap, 0.1),
+        ("liu_optimization_untargeted", lambda m, x, y, g: optimization_attack(m, x, y, targeted=False, steps=10, rmsd_budget=rmsd), None, budget),
+        ("liu_optimization_targeted", lambda m, x, y, g: optimization_attack(m, x, far_targets(y), targeted=True, steps=10, rmsd_budget=rmsd), None, budget),
+        ("liu_fg_l2", lambda m, x, y, g: fast_gradient(m, x, y, eps=budget), None, budget),
+        ("liu_fgs_targeted", lambda m, x, y, g: fast_gradient(m, x, far_targets(y), eps=0.1, norm="linf", targeted=True), 0.1),
+    ]  # fmt: skip
+
+
 ATTACKS: list[tuple[Any, ...]] = [
     # --- fgsm / madry_pgd (first papers) ---
     *_fgsm_rows(),
     *_pgd_rows(),
     # --- other attacks: append rows here ---
     *_rand_fgsm_cw_blackbox_rows(),  # ensemble_adv, carlini_wagner, papernot_blackbox
+    *_obfuscated_gradients_rows(),  # obfuscated_gradients: EOT-PGD, the latent-space L2 attack
+    *_minimal_universal_transfer_rows(),  # deepfool, szegedy_lbfgs, uap, liu_transfer
 ]
 
 

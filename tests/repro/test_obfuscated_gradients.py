@@ -1,5 +1,6 @@
-"""BPDA (`repro.obfuscated_gradients`): the gradient it passes back, and PGD through it breaking a
-quantisation defense whose true gradient is zero (Athalye et al.'s gradient shattering)."""
+"""BPDA, EOT and the latent-space attack (`repro.obfuscated_gradients`): the gradient BPDA passes
+back, PGD through it breaking a quantisation defense whose true gradient is zero (Athalye et al.'s
+gradient shattering), EOT's sampling and best iterate, and the latent attack's contract."""
 
 from __future__ import annotations
 
@@ -11,8 +12,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from repro.madry_pgd import pgd_linf
-from repro.obfuscated_gradients import BPDAWrapper, bpda, identity
-from repro.train import accuracy
+from repro.obfuscated_gradients import BPDAWrapper, bpda, eot_pgd_linf, identity, latent_cw_l2
+from repro.train import accuracy, predict
 
 LEVELS = 8
 
@@ -137,3 +138,73 @@ def test_pgd_through_bpda_breaks_a_quantisation_defense(fashion) -> None:
     assert clean > 0.6 and plain_acc > clean - 0.15
     # ... until the gradient is taken through the identity instead (Athalye et al., Section 4.1).
     assert adaptive_acc < 0.25 and adaptive_acc < plain_acc - 0.4
+
+
+# --- EOT ----------------------------------------------------------------------------------------
+
+
+class Counting(nn.Module):
+    """A classifier with a dithered input (fresh noise at every call) that counts its calls."""
+
+    def __init__(self, classifier: nn.Module, noise: float) -> None:
+        super().__init__()
+        self.classifier, self.noise, self.calls = classifier, noise, 0
+        self.rng = torch.Generator().manual_seed(5)
+
+    def forward(self, x: Tensor) -> Tensor:
+        self.calls += 1
+        return self.classifier(x + self.noise * torch.randn(x.shape, generator=self.rng))
+
+
+def test_eot_draws_samples_per_step_and_scores_every_iterate(fashion) -> None:
+    model, x, y = fashion
+    noisy = Counting(model, 0.1)
+    out = eot_pgd_linf(noisy, x[:8], y[:8], eps=0.1, step_size=0.03, steps=4, samples=3,
+                       restarts=2, generator=torch.Generator().manual_seed(0))  # fmt: skip
+    assert noisy.calls == 2 * (4 + 1) * 3  # restarts x (steps + the last iterate) x samples
+    assert float((out - x[:8]).abs().max()) <= 0.1 + 1e-6
+    with pytest.raises(ValueError, match="samples"):
+        eot_pgd_linf(model, x, y, eps=0.1, step_size=0.1, steps=1, samples=0)
+
+
+def test_eot_best_iterate_is_never_worse_than_pgds_last(fashion) -> None:
+    """Same start and steps as `pgd_linf`: keeping the first iterate the judge misclassifies can
+    only fool more examples than returning the last one."""
+    model, x, y = fashion
+    settings = {"eps": 0.05, "step_size": 0.02, "steps": 8}
+    last = pgd_linf(model, x, y, generator=torch.Generator().manual_seed(3), **settings)
+    best = eot_pgd_linf(model, x, y, judge=model, generator=torch.Generator().manual_seed(3),
+                        **settings)  # fmt: skip
+    fooled_last, fooled_best = predict(model, last) != y, predict(model, best) != y
+    assert bool((fooled_best | ~fooled_last).all())  # every example PGD fools, EOT fools too
+    assert float((best - x).abs().max()) <= settings["eps"] + 1e-6
+    # Without a judge the best iterate is the one with the highest loss.
+    top = eot_pgd_linf(model, x, y, generator=torch.Generator().manual_seed(3), **settings)
+    ce = lambda v: F.cross_entropy(model(v), y, reduction="none")  # noqa: E731
+    with torch.no_grad():
+        assert bool((ce(top) >= ce(last) - 1e-5).all())
+
+
+# --- the latent-space attack ---------------------------------------------------------------------
+
+
+def test_latent_attack_returns_misclassified_points_of_the_range_or_x(fashion) -> None:
+    from repro.defense_gan.models import Generator
+    from repro.defense_gan.projection import project
+
+    model, x, y = fashion
+    x, y = x[:24], y[:24]
+    torch.manual_seed(0)
+    gen = Generator(dim=4, latent_dim=8).eval()
+    z0 = project(
+        gen, x, steps=20, restarts=2, generator_rng=torch.Generator().manual_seed(0)
+    ).latent
+    out = latent_cw_l2(gen, model, x, y, z_init=z0, c=1.0, steps=30, lr=0.1,
+                       binary_search_steps=3)  # fmt: skip
+    moved = (out != x).flatten(1).any(dim=1)
+    assert bool(moved.any()), "the attack found nothing"
+    assert bool((predict(model, out[moved]) != y[moved]).all())  # every returned G(z) fools C
+    assert torch.equal(out[~moved], x[~moved])  # elsewhere x itself, bit for bit
+    assert float(out.min()) >= 0.0 and float(out.max()) <= 1.0
+    with pytest.raises(ValueError, match="rows"):
+        latent_cw_l2(gen, model, x, y, z_init=z0[:3], c=1.0, steps=1, lr=0.1)
