@@ -29,8 +29,16 @@ Map:
   the sweeps affordable.
 - Figures 4-5, the reconstruction-MSE detector -> `detection_auc`.
 - Table 13, seconds per image of the projection -> `time_projection`.
-- ours, not the paper's: PGD against the whole defense with the identity backward pass through
-  the projection (BPDA, `repro.obfuscated_gradients`) -> `bpda_pgd`.
+- the protocol's labels: the official white-box calls pass no labels, so cleverhans attacks the
+  model's own predictions -> `own_labels`.
+- ours, not the paper's (README "Adaptive evaluation"): PGD against the whole defense with the
+  identity backward pass through the projection (BPDA, `repro.obfuscated_gradients`)
+  -> `bpda_pgd`; BPDA with EOT over the random restarts, the attacker given the defense's starts,
+  best iterate -> `bpda_eot_pgd`; PGD through the true unrolled gradient -> `unrolled_pgd`,
+  and that gradient beside BPDA's -> `unrolled_and_bpda_gradients`;
+  Athalye et al.'s latent-space L2 attack -> `latent_attack`; a gradient-free check
+  (torchattacks' Square) -> `square_attack`; an attack on the detector too (low reconstruction
+  error) -> `low_mse_bpda_pgd`, scored by `detection_rate`.
 """
 
 from __future__ import annotations
@@ -44,9 +52,14 @@ from functools import partial
 import torch
 from torch import Tensor, nn
 
-from repro.defense_gan.defense import DefenseGAN, classify_reconstructions, roc_auc
+from repro.defense_gan.defense import (
+    DefenseGAN,
+    UnrolledDefense,
+    classify_reconstructions,
+    roc_auc,
+)
 from repro.defense_gan.models import DropoutMode, classifier
-from repro.defense_gan.projection import MAX_ROWS, Projection, project
+from repro.defense_gan.projection import DECAY, MAX_ROWS, MOMENTUM, REC_LR, Projection, project
 from repro.env import forked_global_rng
 from repro.train import Attack, frozen
 
@@ -102,9 +115,9 @@ class ProjectionCache:
 
     generator: nn.Module
     rng: torch.Generator
-    lr: float = 10.0
-    momentum: float = 0.7
-    decay: float = 0.1
+    lr: float = REC_LR
+    momentum: float = MOMENTUM
+    decay: float = DECAY
     max_rows: int = MAX_ROWS
     store: dict[tuple[str, int, int], Projection] = field(default_factory=dict)
     row_steps: int = 0
@@ -136,9 +149,22 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+def defended_correct(clf: nn.Module, proj: Projection, y: Tensor) -> Tensor:
+    """Per image: does `clf` classify the reconstruction G(z*) correctly (Defense-GAN's
+    prediction)? The vector behind an accuracy and its bootstrap interval (`repro.stats`)."""
+    return classify_reconstructions(clf, proj.reconstruction) == y
+
+
 def defended_accuracy(clf: nn.Module, proj: Projection, y: Tensor) -> float:
     """Accuracy of `clf` on the reconstructions G(z*) (Defense-GAN's prediction)."""
-    return float((classify_reconstructions(clf, proj.reconstruction) == y).float().mean())
+    return float(defended_correct(clf, proj, y).float().mean())
+
+
+def correct(model: nn.Module, x: Tensor, y: Tensor) -> Tensor:
+    """Per image: does `model` classify x correctly?"""
+    from repro.train import predict
+
+    return predict(model, x) == y
 
 
 def accuracy(model: nn.Module, x: Tensor, y: Tensor) -> float:
@@ -234,6 +260,14 @@ def whitebox_attacks(
     }
 
 
+def own_labels(model: nn.Module, x: Tensor) -> Tensor:
+    """The model's own predictions: the labels cleverhans attacks when the official white-box
+    calls pass none (`generate(x, eps=...)` without `y`)."""
+    from repro.train import predict
+
+    return predict(model, x)
+
+
 def batched(attack: Attack, model: nn.Module, x: Tensor, y: Tensor, batch: int = 1000) -> Tensor:
     """`attack` over `x` in batches (bounds memory; attacks are per-example)."""
     return torch.cat([attack(model, x[i : i + batch], y[i : i + batch])
@@ -294,9 +328,138 @@ def bpda_pgd(defense: DefenseGAN, x: Tensor, y: Tensor, *, eps: float, steps: in
                     random_start=True, generator=rng)  # fmt: skip
 
 
+def bpda_eot_pgd(defense: DefenseGAN, x: Tensor, y: Tensor, *, eps: float, steps: int,
+                 step_size: float, samples: int, restarts: int,
+                 rng: torch.Generator | None = None) -> Tensor:  # fmt: skip
+    """BPDA-PGD with EOT over the projection's random restarts, the best iterate kept: each step
+    averages the BPDA gradient over `samples` fresh draws of the restarts; an iterate is judged
+    on `defense` itself, whose fixed starts (`z_init`) the attacker is given, as the paper's
+    white-box attacker was."""
+    from repro.obfuscated_gradients import eot_pgd_linf
+
+    if defense.z_init is None:
+        raise ValueError("bpda_eot_pgd: the defense needs its fixed starts (z_init)")
+    return eot_pgd_linf(defense.bpda_view(fresh=True), x, y, eps=eps, step_size=step_size,
+                        steps=steps, samples=samples, restarts=restarts, judge=defense,
+                        generator=rng)  # fmt: skip
+
+
+def unrolled_pgd(defense: DefenseGAN, x: Tensor, y: Tensor, *, eps: float, steps: int,
+                 step_size: float, rng: torch.Generator | None = None,
+                 batch: int = 10) -> Tensor:  # fmt: skip
+    """PGD-linf through the true gradient of the L unrolled descent steps of `defense` (with its
+    fixed starts), `batch` images at a time (the unrolled graph's memory grows with L R N)."""
+    from repro.madry_pgd import pgd_linf
+
+    if defense.z_init is None:
+        raise ValueError("unrolled_pgd: the defense needs its fixed starts (z_init)")
+    model = UnrolledDefense(defense.generator, defense.classifier, steps=defense.steps,
+                            z_init=defense.z_init, lr=defense.lr, momentum=defense.momentum,
+                            decay=defense.decay)  # fmt: skip
+    return torch.cat([pgd_linf(model, x[i : i + batch], y[i : i + batch], eps=eps,
+                               step_size=step_size, steps=steps, generator=rng)
+                      for i in range(0, x.shape[0], batch)])  # fmt: skip
+
+
+def unrolled_and_bpda_gradients(defense: DefenseGAN, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
+    """d CE / dx through the L unrolled steps (`UnrolledDefense`) and through BPDA, at the same
+    points with the same fixed starts: how far the true gradient is from BPDA's approximation."""
+    model = UnrolledDefense(defense.generator, defense.classifier, steps=defense.steps,
+                            z_init=defense.z_init, lr=defense.lr, momentum=defense.momentum,
+                            decay=defense.decay)  # fmt: skip
+    grads = []
+    for view in (model, defense.bpda_view()):
+        with frozen(view):
+            x_in = x.detach().clone().requires_grad_(True)
+            loss = nn.functional.cross_entropy(view(x_in), y, reduction="sum")
+            grads.append(torch.autograd.grad(loss, x_in)[0].detach())
+    return grads[0], grads[1]
+
+
+def latent_attack(generator: nn.Module, clf: nn.Module, x: Tensor, y: Tensor, latent: Tensor, *,
+                  c: float, steps: int, lr: float, binary_search_steps: int) -> Tensor:  # fmt: skip
+    """Athalye et al.'s attack on Defense-GAN: a misclassified G(z) near x, from the latent of x's
+    own projection (`latent`, the inversion); `repro.obfuscated_gradients.latent_cw_l2`."""
+    from repro.obfuscated_gradients import latent_cw_l2
+
+    return latent_cw_l2(generator, clf, x, y, z_init=latent, c=c, steps=steps, lr=lr,
+                        binary_search_steps=binary_search_steps)  # fmt: skip
+
+
+def square_attack(defense: DefenseGAN, x: Tensor, y: Tensor, *, eps: float, queries: int,
+                  seed: int = 0) -> Tensor:  # fmt: skip
+    """Square (Andriushchenko et al. 2020; torchattacks' implementation), l_inf, margin loss: a
+    random search that uses the defended model's outputs only, no gradient. Run on the defense
+    with fixed starts (deterministic, so a query's answer does not change when repeated);
+    torchattacks seeds torch's global RNG, which is restored afterwards."""
+    import torchattacks
+
+    if defense.z_init is None:
+        raise ValueError("square_attack: the defense needs its fixed starts (z_init)")
+    with torch.random.fork_rng(devices=[]), frozen(defense):
+        attack = torchattacks.Square(defense, norm="Linf", eps=eps, n_queries=queries,
+                                     n_restarts=1, seed=seed, loss="margin")  # fmt: skip
+        x_adv = attack(x, y)
+    return x_adv.detach().clamp(0.0, 1.0)
+
+
+def low_mse_bpda_pgd(defense: DefenseGAN, x: Tensor, y: Tensor, *, eps: float, steps: int,
+                     step_size: float, weight: float, threshold: float,
+                     rng: torch.Generator | None = None) -> Tensor:  # fmt: skip
+    """An attack on the classifier and the reconstruction-MSE detector at once (ours).
+
+    PGD-linf on CE(C(G(z*(x))), y) - weight * ||G(z*(x)) - x||^2 / d, with BPDA (identity)
+    through the projection for the first term and the reconstruction held fixed for the second
+    (so that term pulls x towards its own reconstruction: the detector's score), on `defense`
+    with its fixed starts. Per example the first iterate that is misclassified *and* under the
+    detector's `threshold` wins, else the one with the highest objective. Returns x_adv.
+    """
+    from repro.train import frozen as _frozen
+
+    x = x.detach()
+    n = x.shape[0]
+    lo, hi = (x - eps).clamp(min=0.0), (x + eps).clamp(max=1.0)
+    device = rng.device if rng is not None else x.device
+    u = torch.rand(x.shape, generator=rng, device=device, dtype=x.dtype).to(x.device)
+    x_adv = (x + eps * (2 * u - 1)).clamp(0.0, 1.0)
+    best, best_obj = x.clone(), torch.full((n,), -float("inf"), device=x.device)
+    idx = torch.arange(n, device=x.device)  # examples not yet done (done ones drop out)
+    ys = y
+    dims = tuple(range(1, x.dim()))
+    with _frozen(defense):
+        for step in range(steps + 1):
+            recon = defense.project(x_adv).reconstruction
+            r = recon.detach().requires_grad_(True)
+            logits = defense.classifier(r)
+            ce = nn.functional.cross_entropy(logits, ys, reduction="none")
+            (g_cls,) = torch.autograd.grad(ce.sum(), r)  # BPDA: d/dx taken as d/dG(z*)
+            mse = (recon - x_adv).square().mean(dim=dims)
+            objective = ce.detach() - weight * mse
+            ok = (logits.argmax(dim=1) != ys) & (mse <= threshold)
+            take = ok | (objective > best_obj[idx])
+            shape = (idx.numel(),) + (1,) * (x.dim() - 1)
+            best[idx] = torch.where(take.view(shape), x_adv, best[idx])
+            best_obj[idx] = torch.where(take, objective, best_obj[idx])
+            keep = ~ok
+            if step == steps or not bool(keep.any()):
+                break
+            d = recon[0].numel()
+            grad = (g_cls + weight * 2.0 * (recon - x_adv) / d)[keep]
+            idx, ys, x_adv = idx[keep], ys[keep], x_adv[keep]
+            x_adv = torch.clamp(x_adv + step_size * grad.sign(), lo[idx], hi[idx]).detach()
+    return best.detach()
+
+
+def detection_rate(clean: Tensor, adversarial: Tensor, fpr: float = 0.05) -> tuple[Tensor, float]:
+    """The reconstruction-MSE detector at the threshold that flags a fraction `fpr` of clean
+    inputs: (per adversarial input, flagged?) and the threshold."""
+    threshold = float(torch.quantile(clean.detach().double().cpu(), 1.0 - fpr))
+    return adversarial.detach().cpu().double() > threshold, threshold
+
+
 def unrolled_gradient(generator: nn.Module, clf: nn.Module, x: Tensor, y: Tensor, *, steps: int,
-                      restarts: int, lr: float = 10.0, momentum: float = 0.7,
-                      decay: float = 0.1, rng: torch.Generator | None = None) -> Tensor:  # fmt: skip
+                      restarts: int, lr: float = REC_LR, momentum: float = MOMENTUM,
+                      decay: float = DECAY, rng: torch.Generator | None = None) -> Tensor:  # fmt: skip
     """d CE(clf(G(z_L(x))), y) / dx through all L unrolled descent steps: the gradient the
     official code's white-box attacker differentiated (its reconstruction layer was a
     `tf.while_loop` with back_prop=True). Memory grows with L; use a few images."""

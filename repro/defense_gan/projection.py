@@ -9,9 +9,10 @@ Map:
 - Eq. (6)-(7), min_z ||G(z) - x||_2^2 by L gradient-descent steps from R random starts
   -> `project`. Per image the loss is the mean squared pixel error; the batch loss is the sum over
   images and restarts, so each (image, restart) pair follows its own independent trajectory.
-- "z initialised from N(0, 1/k)" (code: std sqrt(1/latent_dim)), "momentum 0.7, lr 10, decayed
-  x0.1 at 80 % of L" (code: `MomentumOptimizer`, staircase decay at step ceil(0.8 L)) -> the update
-  loop of `_project_chunk` (v <- m v + g; z <- z - lr_t v, TF's momentum form).
+- "z initialised from N(0, 1/k)" (code: std sqrt(1/latent_dim)), "momentum 0.7, lr 10" (code:
+  `MomentumOptimizer`; its staircase decay at step ceil(0.8 L) never fires, see Deviations)
+  -> the update loop of `_project_chunk` (v <- m v + g; z <- z - lr_t v, TF's momentum form),
+  rates from `lr_schedule`.
 - "keep, per image, the restart with the smallest reconstruction error" -> `_select`.
 
 Deviations from the released code (README.md lists them too):
@@ -20,10 +21,11 @@ Deviations from the released code (README.md lists them too):
 - The code picks the best restart by the loss of the last loop iteration, i.e. of G(z_{L-1})
   before the last update, and returns that G(z_{L-1}). We apply all L updates and select on
   ||G(z_L) - x||^2 (one extra generator pass).
-- Learning-rate decay: in the released TF graph the decay is computed from a step variable
-  (`rec_iter_{id}`) that the `tf.while_loop` never increments, so as far as we can read the graph
-  the released code kept lr = 10 for all L steps (not run here under TF 1.7). We implement the
-  stated schedule (x0.1 at ceil(0.8 L)); `decay=1.0` gives the constant-rate reading.
+- Learning rate: constant 10 by default (`DECAY = 1.0`), as the released code ran. Its graph
+  computes the x0.1 decay at ceil(0.8 L) from a step variable (`rec_iter_{id}`) that the
+  `tf.while_loop` never increments (it counts in a loop variable), so the rate the code stated
+  never applied; the official README gives lr 10. The stated schedule is a variant:
+  `decay=0.1` (`repro.toml` key `rec_decay`).
 """
 
 from __future__ import annotations
@@ -36,6 +38,12 @@ from torch import Tensor, nn
 
 from repro.defense_gan.models import latent_std
 from repro.train import frozen
+
+#: The released code's projection: learning rate 10, momentum 0.7, and no decay in effect (the
+#: stated x0.1 at ceil(0.8 L) is the variant `decay=0.1`; module docstring).
+REC_LR = 10.0
+MOMENTUM = 0.7
+DECAY = 1.0
 
 #: Largest number of (image, restart) rows pushed through the generator at once. Bounds memory:
 #: at width 64 a row holds ~0.3 MB of activations and gradients (8192 rows ~ 2.5 GB).
@@ -111,8 +119,9 @@ def initial_latents(
     return (z * latent_std(latent_dim)).to(device)
 
 
-def lr_schedule(steps: int, lr: float, decay: float = 0.1, decay_at: float = 0.8) -> list[float]:
-    """Per-step learning rates: `lr` until step ceil(decay_at*steps), then lr*decay (staircase)."""
+def lr_schedule(steps: int, lr: float, decay: float = DECAY, decay_at: float = 0.8) -> list[float]:
+    """Per-step learning rates: `lr` until step ceil(decay_at*steps), then lr*decay (staircase);
+    the default `decay` (1.0) is the constant rate the released code ran."""
     switch = math.ceil(decay_at * steps)
     return [lr if t < switch else lr * decay for t in range(steps)]
 
@@ -123,19 +132,20 @@ def project(
     *,
     steps: int,
     restarts: int,
-    lr: float = 10.0,
-    momentum: float = 0.7,
+    lr: float = REC_LR,
+    momentum: float = MOMENTUM,
     generator_rng: torch.Generator | None = None,
     z_init: Tensor | None = None,
-    decay: float = 0.1,
+    decay: float = DECAY,
     decay_at: float = 0.8,
     max_rows: int = MAX_ROWS,
 ) -> Projection:
     """Project images `x` (N,C,H,W in [0,1]) onto the range of `generator` (Defense-GAN's step).
 
     `steps` = L gradient steps, `restarts` = R random starts per image; `lr`, `momentum`,
-    `decay`, `decay_at` as in the module docstring. `z_init` (R,N,k) fixes the starts (the paper's
-    white-box attacker is given them); otherwise they are drawn from `generator_rng`. All images and
+    `decay`, `decay_at` as in the module docstring. `z_init` fixes the starts (the paper's
+    white-box attacker is given them): (R,N,k) per image, or (R,k) the same R starts for every
+    image; otherwise they are drawn from `generator_rng`. All images and
     restarts go through the generator together, `max_rows` (image x restart) rows at a time; there
     is no Python loop over images, and no host synchronisation inside the step loop. The generator
     is used in eval mode with requires_grad off (only dL/dz is computed) and is left as it was.
@@ -151,9 +161,12 @@ def project(
         z_init = initial_latents(
             n, restarts, latent_dim, device=x.device, generator_rng=generator_rng
         )
+    elif z_init.shape == (restarts, latent_dim):
+        z_init = z_init.unsqueeze(1).expand(restarts, n, latent_dim)
     elif z_init.shape != (restarts, n, latent_dim):
         raise ValueError(
-            f"z_init must have shape {(restarts, n, latent_dim)}, got {tuple(z_init.shape)}"
+            f"z_init must have shape {(restarts, n, latent_dim)} or {(restarts, latent_dim)}, "
+            f"got {tuple(z_init.shape)}"
         )
     x = x.detach()
     rates = lr_schedule(steps, lr, decay, decay_at)

@@ -2,40 +2,74 @@
 
 MNIST values are the `expected.csv` rows (`mnist_*`, measured on `mnist` or `mnist-test-split`);
 Fashion-MNIST values are the free metrics `fashion_mnist_*` of the same protocol. A claim holds
-when it holds on every dataset that was measured, and is not evaluated when none was.
+when it holds on every dataset that was measured, and is not evaluated when none was. Each margin
+comes with its 95 % bootstrap interval over the test images (`repro.stats`, from the per-image
+vectors the notebook records with each value); the detail says when it straddles the threshold.
+
+Revised 2026-12-02 (issue 19), threshold fixed before any run of the revised code:
+- `adversarial_training_keeps_clean_error` (clean error rises by less than 2 points) is
+  replaced by `adversarial_training_lowers_clean_error`, a different claim and so a new id: the
+  old threshold could hardly fail on MNIST, where the error is about 1 %, while the paper claims
+  an improvement (Section 6: 0.94 % -> 0.84 %). The claim now holds only if the adversarially
+  trained network's clean error is strictly lower than the natural network's.
+- The other three claims are unchanged (ids and thresholds); their details gained intervals.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+
 from repro.claims import Claim, Results, per_dataset
+from repro.stats import claim_interval, interval_note
 
 DATASETS = ("mnist", "fashion_mnist")
 
 
-def _value(r: Results, dataset: str, name: str) -> float:
+def _name(dataset: str, name: str) -> str:
     """`mnist_<name>` is a row; `fashion_mnist_<name>` a metric."""
-    return r[f"mnist_{name}"] if dataset == "mnist" else r.metric(f"fashion_mnist_{name}")
+    return f"{dataset}_{name}"
+
+
+def _value(r: Results, dataset: str, name: str) -> float:
+    return r[_name("mnist", name)] if dataset == "mnist" else r.metric(_name(dataset, name))
+
+
+def _ci(
+    r: Results, dataset: str, names: Sequence[str], func: Callable, threshold: float = 0.0
+) -> str:
+    """The interval of a margin in percentage points; `func` gets the *error rates* (%) of
+    `names` (the vectors record per-image correctness)."""
+    interval = claim_interval(r, [_name(dataset, n) for n in names], lambda m: func(100 * (1 - m)))
+    return interval_note(interval, threshold, digits=2)
 
 
 def _fools(r: Results, dataset: str) -> tuple[bool, str]:
     maxout = _value(r, dataset, "maxout_fgsm_error")
     softmax = _value(r, dataset, "softmax_fgsm_error")
     ok = maxout > 50 and softmax > 50
-    return ok, f"error under FGSM: maxout {maxout:.1f}%, softmax {softmax:.1f}% (claim: > 50%)"
+    note = _ci(r, dataset, ["maxout_fgsm_error", "softmax_fgsm_error"],
+               lambda e: e.min(axis=1) - 50)  # fmt: skip
+    return ok, (f"error under FGSM: maxout {maxout:.1f}%, softmax {softmax:.1f}% (claim: > 50%; "
+                f"{note})")  # fmt: skip
 
 
 def _at_cuts_error(r: Results, dataset: str) -> tuple[bool, str]:
     before = _value(r, dataset, "maxout_fgsm_error")
     after = _value(r, dataset, "maxout_at_fgsm_error")
     factor = before / after if after > 0 else float("inf")
-    return factor >= 2, f"FGSM error {before:.1f}% -> {after:.1f}% (x{factor:.1f}; claim: >= 2x)"
+    note = _ci(r, dataset, ["maxout_fgsm_error", "maxout_at_fgsm_error"],
+               lambda e: e[:, 0] - 2 * e[:, 1])  # fmt: skip
+    return factor >= 2, (f"FGSM error {before:.1f}% -> {after:.1f}% (x{factor:.1f}; claim: >= 2x; "
+                         f"before - 2 x after: {note})")  # fmt: skip
 
 
-def _at_keeps_clean(r: Results, dataset: str) -> tuple[bool, str]:
+def _at_lowers_clean(r: Results, dataset: str) -> tuple[bool, str]:
     before = _value(r, dataset, "maxout_clean_error")
     after = _value(r, dataset, "maxout_at_clean_error")
-    rise = after - before
-    return rise < 2, f"clean error {before:.2f}% -> {after:.2f}% ({rise:+.2f} points; claim: < +2)"
+    note = _ci(r, dataset, ["maxout_clean_error", "maxout_at_clean_error"],
+               lambda e: e[:, 0] - e[:, 1])  # fmt: skip
+    return after < before, (f"clean error {before:.2f}% -> {after:.2f}% "
+                            f"({after - before:+.2f} points; claim: lower; {note})")  # fmt: skip
 
 
 def _noise_does_not_help(r: Results, dataset: str) -> tuple[bool, str]:
@@ -43,8 +77,11 @@ def _noise_does_not_help(r: Results, dataset: str) -> tuple[bool, str]:
     sign = _value(r, dataset, "sign_noise_fgsm_error")
     uniform = _value(r, dataset, "uniform_noise_fgsm_error")
     ok = min(sign, uniform) > at
+    note = _ci(r, dataset, ["sign_noise_fgsm_error", "uniform_noise_fgsm_error",
+                            "maxout_at_fgsm_error"],
+               lambda e: e[:, :2].min(axis=1) - e[:, 2])  # fmt: skip
     text = f"FGSM error: +-eps noise {sign:.1f}%, U(-eps, eps) {uniform:.1f}%, FGSM-AT {at:.1f}%"
-    return ok, text + " (claim: both noise controls stay above adversarial training)"
+    return ok, text + f" (claim: both noise controls stay above adversarial training; {note})"
 
 
 CLAIMS = [
@@ -61,10 +98,10 @@ CLAIMS = [
         lambda r: per_dataset(r, DATASETS, _at_cuts_error),
     ),
     Claim(
-        "adversarial_training_keeps_clean_error",
-        "FGSM adversarial training does not hurt clean accuracy: the clean error rises by less "
-        "than 2 points (Section 6: 0.94% -> 0.84% on MNIST)",
-        lambda r: per_dataset(r, DATASETS, _at_keeps_clean),
+        "adversarial_training_lowers_clean_error",
+        "FGSM adversarial training regularises: the maxout network's clean test error is lower "
+        "with it than without (Section 6: 0.94% -> 0.84% on MNIST)",
+        lambda r: per_dataset(r, DATASETS, _at_lowers_clean),
     ),
     Claim(
         "noise_training_is_no_substitute",

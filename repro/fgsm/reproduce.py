@@ -57,7 +57,8 @@ from repro.fgsm import (
     uniform_noise,
 )
 from repro.record import Recorder
-from repro.train import train_classifier
+from repro.stats import pack_bits
+from repro.train import predict, train_classifier
 
 P = scale_params("fgsm", scale)
 dev = pick_device(device)
@@ -128,22 +129,50 @@ def prefix(dataset):
     return "fashion_mnist" if dataset == "fashion_mnist" else "mnist"
 
 
-def put(dataset, name, value, **info):
-    """An MNIST value is the expected.csv row `mnist_<name>`; Fashion-MNIST's a free metric."""
+def put(dataset, name, value, correct=None, **info):
+    """An MNIST value is the expected.csv row `mnist_<name>`; Fashion-MNIST's a free metric.
+    `correct`, the per-image vector behind an error, is kept for bootstrap intervals (claims)."""
+    if correct is not None:
+        info["correct"] = pack_bits(correct)
     if dataset == "fashion_mnist":
-        rec.metric(f"fashion_mnist_{name}", value)
+        rec.metric(f"fashion_mnist_{name}", value, **info)
     else:
         rec.row(f"mnist_{name}", value, dataset=dataset, **info)
+
+
+def correct_under(model, x, y, attack_fn=None, batch_size=1000):
+    """Per image: is `model` right on x, or on `attack_fn`'s examples (crafted batch by batch as
+    `error_and_confidence` crafts them; FGSM is deterministic, so they are the same examples)?"""
+    out = []
+    for start in range(0, len(y), batch_size):
+        xb, yb = x[start : start + batch_size], y[start : start + batch_size]
+        if attack_fn is not None:
+            xb = attack_fn(model, xb, yb)
+        out.append(predict(model, xb) == yb)
+    return torch.cat(out)
+
+
+def checked(error, correct):
+    """The per-image vector, after checking it gives the recorded error."""
+    assert abs(error - 100.0 * (1 - float(correct.double().mean()))) < 1e-6, error
+    return correct
 
 
 def clean_error(model, x, y):
     return error_and_confidence(model, x, y)[0]
 
 
+def put_clean(dataset, name, model, x, y, **info):
+    error = clean_error(model, x, y)
+    put(dataset, name, error, correct=checked(error, correct_under(model, x, y)), **info)
+    return error
+
+
 def put_attacked(dataset, name, model, x, y, attack_fn, **info):
     """Error (and confidence on the errors) of `model` on `attack_fn`'s examples."""
     error, confidence = error_and_confidence(model, x, y, attack=attack_fn)
-    put(dataset, f"{name}_error", error, **info)
+    correct = checked(error, correct_under(model, x, y, attack_fn))
+    put(dataset, f"{name}_error", error, correct=correct, **info)
     if confidence == confidence:  # NaN when nothing was misclassified
         put(dataset, f"{name}_confidence", confidence, **info)
     return error
@@ -171,8 +200,8 @@ for ds in DATASETS:
 
     natural = train(maxout(units), x_tr, y_tr, f"{ds} maxout")
     adv = train(maxout(units), x_tr, y_tr, f"{ds} maxout FGSM-AT", adversary=attack)
-    put(ds, "maxout_clean_error", clean_error(natural, x_te, y_te), units=units, **info)
-    put(ds, "maxout_at_clean_error", clean_error(adv, x_te, y_te), units=units, **info)
+    put_clean(ds, "maxout_clean_error", natural, x_te, y_te, units=units, **info)
+    put_clean(ds, "maxout_at_clean_error", adv, x_te, y_te, units=units, **info)
     put_attacked(ds, "maxout_fgsm", natural, x_te, y_te, attack, units=units, **info)
     clipped = error_and_confidence(natural, x_te, y_te, attack=partial(fgsm, eps=EPS))[0]
     rec.metric(f"{prefix(ds)}_maxout_fgsm_clipped_error", clipped)

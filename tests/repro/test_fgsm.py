@@ -175,7 +175,7 @@ def test_fgsm_claims_hold_fail_and_are_skipped_when_nothing_ran() -> None:
     assert holds == {
         "fgsm_fools_standard_networks": True,
         "adversarial_training_cuts_fgsm_error": True,
-        "adversarial_training_keeps_clean_error": True,
+        "adversarial_training_lowers_clean_error": True,
         "noise_training_is_no_substitute": True,
     }
     # Fashion-MNIST alone failing makes the claim fail: it must hold on every dataset measured.
@@ -183,9 +183,18 @@ def test_fgsm_claims_hold_fail_and_are_skipped_when_nothing_ran() -> None:
         fashion_mnist_maxout_at_clean_error=5.0, fashion_mnist_maxout_at_fgsm_error=60.0
     )
     verdicts = {c["id"]: c for c in evaluate(claims, bad)}
-    assert verdicts["adversarial_training_keeps_clean_error"]["holds"] is False
+    assert verdicts["adversarial_training_lowers_clean_error"]["holds"] is False
     assert verdicts["adversarial_training_cuts_fgsm_error"]["holds"] is False
-    assert "fashion_mnist" in verdicts["adversarial_training_keeps_clean_error"]["detail"]
+    assert "fashion_mnist" in verdicts["adversarial_training_lowers_clean_error"]["detail"]
+    # The paper claims an improvement (0.94% -> 0.84%): a small rise, which the old "< +2 points"
+    # threshold let pass, fails now; so does an unchanged error.
+    for after in (1.05, 1.0):
+        verdicts = {
+            c["id"]: c for c in evaluate(claims, _fgsm_results(mnist_maxout_at_clean_error=after))
+        }
+        assert verdicts["adversarial_training_lowers_clean_error"]["holds"] is False
+    # Without per-image vectors there is no interval, and the detail says so.
+    assert "no interval" in verdicts["adversarial_training_cuts_fgsm_error"]["detail"]
     # Only Fashion-MNIST measured (no MNIST files): still evaluated.
     only_fashion = Results({}, _fgsm_results().metrics)
     assert all(c["holds"] is True for c in evaluate(claims, only_fashion))
