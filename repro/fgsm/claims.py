@@ -23,6 +23,7 @@ from repro.claims import Claim, Results, per_dataset
 from repro.stats import claim_interval, interval_note
 
 DATASETS = ("mnist", "fashion_mnist")
+TIE = 1e-6  # a value exactly at a threshold must not fail on floating-point rounding
 
 
 def _name(dataset: str, name: str) -> str:
@@ -59,8 +60,9 @@ def _at_cuts_error(r: Results, dataset: str) -> tuple[bool, str]:
     factor = before / after if after > 0 else float("inf")
     note = _ci(r, dataset, ["maxout_fgsm_error", "maxout_at_fgsm_error"],
                lambda e: e[:, 0] - 2 * e[:, 1])  # fmt: skip
-    return factor >= 2, (f"FGSM error {before:.1f}% -> {after:.1f}% (x{factor:.1f}; claim: >= 2x; "
-                         f"before - 2 x after: {note})")  # fmt: skip
+    text = (f"FGSM error {before:.1f}% -> {after:.1f}% (x{factor:.1f}; claim: >= 2x; "
+            f"before - 2 x after: {note})")  # fmt: skip
+    return factor >= 2 - TIE, text
 
 
 def _at_lowers_clean(r: Results, dataset: str) -> tuple[bool, str]:

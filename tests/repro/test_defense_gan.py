@@ -328,3 +328,33 @@ def test_smoke_reproduction_through_the_runner(project, tmp_path) -> None:
     figures = {f["path"] for f in summary["figures"]}
     assert {"figures/reconstructions_fmnist.png", "figures/detector_roc_fmnist.png",
             "figures/accuracy_vs_L_fmnist.png"} <= figures  # fmt: skip
+
+
+# --- claims -----------------------------------------------------------------------------------
+
+
+def test_claims_margins_ties_intervals_and_the_demonstration() -> None:
+    """A margin exactly at its threshold holds (no rounding failure); the detail carries the
+    paired interval and says when it straddles; the released attack is a demonstration only."""
+    from repro.claims import Results, evaluate, load_claims
+    from repro.config import repro_path
+    from repro.defense_gan.claims import DEMONSTRATIONS
+    from repro.stats import pack_bits
+
+    def vec(k: int, n: int = 200) -> str:
+        return pack_bits([1] * k + [0] * (n - k))
+
+    rows = {"t4_fmnist_randfgsm_d_defgan_rec": 0.32, "t4_fmnist_randfgsm_d_no_defense": 0.12,
+            "t4_fmnist_randfgsm_d_advtr_eps030": 0.165}  # fmt: skip
+    per_image = {"t4_fmnist_randfgsm_d_defgan_rec": vec(64),
+                 "t4_fmnist_randfgsm_d_no_defense": vec(24),
+                 "t4_fmnist_randfgsm_d_advtr_eps030": vec(33)}  # fmt: skip
+    claims = load_claims(repro_path("defense_gan"))
+    assert "whitebox_as_released" not in {c.id for c in claims}
+    assert [c.id for c in DEMONSTRATIONS] == ["whitebox_as_released"]
+    out = {c["id"]: c for c in evaluate(claims, Results(rows, {}, {}, per_image))}
+    verdict = out["whitebox_randfgsm"]
+    assert verdict["holds"] is True, verdict["detail"]  # +20.0 points exactly: holds
+    assert "margin 0.000 [" in verdict["detail"] and "straddles 0" in verdict["detail"]
+    worse = dict(rows, **{"t4_fmnist_randfgsm_d_defgan_rec": 0.315})
+    assert evaluate(claims, Results(worse))[1]["holds"] is False
