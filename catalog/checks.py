@@ -14,6 +14,13 @@ What it reports, and why it matters:
   never silently fixed: the lists are the user's documents;
 - reviews and reproductions pointing at unknown keys, a reproduction `uses` an unknown slug, a
   broken `expected.csv`.
+
+Known contradictions between a list and the catalog are acknowledged in
+`papers/lists/acknowledged.toml`, beside the lists: each `[[contradiction]]` names the list file,
+the paper key, the check's code and what the list cites, with the note that explains it. A finding
+that matches one is reported as `acknowledged` (with that note) and does not fail the check; any
+other contradiction still does, and an acknowledgement that matches nothing is a warning (the list
+or the catalog changed: the note may no longer be true).
 """
 
 from __future__ import annotations
@@ -32,11 +39,12 @@ from catalog.config import project_root
 class Problem:
     """One finding. `where` is `file:line` (or a file), `key` the paper key when there is one."""
 
-    severity: str  # error | warning
+    severity: str  # error | warning | acknowledged
     code: str
     message: str
     where: str | None = None
     key: str | None = None
+    cited: str | None = None  # what a list cites that contradicts the catalog (an arXiv id)
 
     def __str__(self) -> str:
         parts = [p for p in (self.where, f"key {self.key}" if self.key else None) if p]
@@ -51,6 +59,7 @@ class Problem:
             "where": self.where,
             "key": self.key,
             "message": self.message,
+            "cited": self.cited,
         }
 
 
@@ -225,6 +234,7 @@ def _check_lists(root: Path, records: dict[str, Any], problems: list[Problem]) -
                     f"{paper.arxiv_id}{whose}",
                     where,
                     r.key,
+                    cited,
                 )
             )
         elif cited and not paper.arxiv_id:
@@ -318,6 +328,90 @@ def check(session: Any, root: Path | None = None) -> list[Problem]:
     _check_reviews_and_repros(root, records, problems)
     if session is not None:
         _check_database(session, records, problems)
-    order = {"error": 0, "warning": 1}
-    problems.sort(key=lambda p: order.get(p.severity, 2))
+    _apply_acknowledgements(root, problems)
+    order = {"error": 0, "warning": 1, "acknowledged": 2}
+    problems.sort(key=lambda p: order.get(p.severity, 3))
     return problems
+
+
+ACKNOWLEDGED = "papers/lists/acknowledged.toml"
+
+
+@dataclass
+class Acknowledgement:
+    """One `[[contradiction]]` of `papers/lists/acknowledged.toml`."""
+
+    list_file: str
+    key: str
+    code: str
+    cited: str
+    note: str
+    line: int
+
+    def matches(self, problem: Problem) -> bool:
+        """Whether `problem` is the contradiction this entry acknowledges (same list file, paper,
+        check and cited id: a list that starts citing something else is a new finding)."""
+        where = (problem.where or "").split(":", 1)[0]
+        return (
+            problem.severity == "error"
+            and where == f"papers/lists/{self.list_file}"
+            and problem.key == self.key
+            and problem.code == self.code
+            and problem.cited == self.cited
+        )
+
+
+def read_acknowledgements(root: Path) -> list[Acknowledgement]:
+    """The acknowledged contradictions (none when the file does not exist); a malformed file is a
+    `CatalogError` naming the file and line."""
+    import tomllib
+
+    path = root / ACKNOWLEDGED
+    if not path.exists():
+        return []
+    text = bt.read_text(path, ACKNOWLEDGED)
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise CatalogError(f"{ACKNOWLEDGED}: {exc}") from exc
+    items = data.get("contradiction", [])
+    if not isinstance(items, list):
+        raise CatalogError(f"{ACKNOWLEDGED}: 'contradiction' must be an array of tables")
+    lines = [i for i, t in enumerate(text.splitlines(), 1) if t.strip() == "[[contradiction]]"]
+    out = []
+    fields = ("list", "key", "code", "cited", "note")
+    for n, item in enumerate(items):
+        line = lines[n] if n < len(lines) else 1
+        missing = [f for f in fields if not isinstance(item.get(f), str) or not item[f].strip()]
+        if missing:
+            raise CatalogError(
+                f"{ACKNOWLEDGED}:{line}: a [[contradiction]] needs {', '.join(missing)} (strings)"
+            )
+        values = [item[f].strip() for f in fields]
+        out.append(Acknowledgement(*values, line=line))
+    return out
+
+
+def _apply_acknowledgements(root: Path, problems: list[Problem]) -> None:
+    """Mark the acknowledged contradictions (with their notes); warn about stale entries."""
+    try:
+        acks = read_acknowledgements(root)
+    except CatalogError as exc:
+        problems.append(_error_problem(exc, "acknowledged"))
+        return
+    for ack in acks:
+        found = [p for p in problems if ack.matches(p)]
+        for p in found:
+            p.severity = "acknowledged"
+            p.message = f"{p.message} (acknowledged: {' '.join(ack.note.split())})"
+        if not found:
+            problems.append(
+                Problem(
+                    "warning",
+                    "stale-acknowledgement",
+                    f"acknowledges a {ack.code} of list {ack.list_file} citing {ack.cited} that "
+                    "check no longer finds: remove the entry or update it",
+                    f"{ACKNOWLEDGED}:{ack.line}",
+                    ack.key,
+                )
+            )

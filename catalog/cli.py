@@ -410,17 +410,22 @@ def check(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> 
     with session_scope() as session:
         problems = run_check(session)
     errors = sum(p.severity == "error" for p in problems)
-    warnings = len(problems) - errors
+    warnings = sum(p.severity == "warning" for p in problems)
+    acknowledged = len(problems) - errors - warnings
     if as_json:
         _print_json([p.to_dict() for p in problems])
     else:
         from rich.text import Text
 
         out = console()
+        styles = {"error": "red", "warning": "yellow", "acknowledged": "cyan"}
         for p in problems:
-            style = "red" if p.severity == "error" else "yellow"
-            out.print(Text(f"{p.severity:<7} ", style=style) + Text(str(p)), soft_wrap=True)
-        summary = f"{errors} error{'s' if errors != 1 else ''}, {warnings} warning{'s' if warnings != 1 else ''}"
+            label = Text(f"{p.severity:<7} ", style=styles.get(p.severity, ""))
+            out.print(label + Text(str(p)), soft_wrap=True)
+        summary = (
+            f"{errors} error{'s' if errors != 1 else ''}, "
+            f"{warnings} warning{'s' if warnings != 1 else ''}, {acknowledged} acknowledged"
+        )
         out.print(Text(summary, style="bold red" if errors else "bold green"))
     if errors:
         raise typer.Exit(1)

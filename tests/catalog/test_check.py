@@ -14,18 +14,60 @@ def problems(root: Path) -> list:
         return check(session, root)
 
 
-def test_check_reports_the_defense_gan_link_mismatch(synced, cli) -> None:
+ACK = Path("papers") / "lists" / "acknowledged.toml"
+
+
+def test_the_defense_gan_link_mismatch_is_acknowledged(synced, cli) -> None:
+    """The clean checkout passes: list 000's documented contradiction is reported as acknowledged,
+    with the note kept beside the list."""
     result = cli("check")
-    assert result.exit_code == 1
+    assert result.exit_code == 0, result.stdout
     line = next(x for x in result.stdout.splitlines() if "1801.02613" in x)
     assert line.startswith(
-        "error   papers/lists/000_a0d081c71b00c22e.txt:12: key 2018_Samangouei_P"
+        "acknowledged papers/lists/000_a0d081c71b00c22e.txt:12: key 2018_Samangouei_P"
     )
     assert "links arXiv 1801.02613, but the catalog paper is arXiv 1805.06605" in line
     assert "arXiv 1801.02613 is 2018_Ma_X_p-iclr_casulid" in line
+    assert '(acknowledged: The "Adversarial Robustness" list links Defense-GAN' in line
+    assert "0 errors" in result.stdout and "1 acknowledged" in result.stdout
     found = json.loads(cli("check", "--json").stdout)
-    errors = [p for p in found if p["severity"] == "error"]
-    assert [p["code"] for p in errors] == ["arxiv-mismatch"]  # the real catalog's only error
+    assert [p for p in found if p["severity"] == "error"] == []
+    (ack,) = [p for p in found if p["severity"] == "acknowledged"]
+    assert (ack["code"], ack["cited"]) == ("arxiv-mismatch", "1801.02613")
+
+
+def test_a_new_contradiction_still_fails(synced, cli) -> None:
+    """An acknowledgement covers one finding exactly: the same list citing another wrong paper is
+    an error again, and the entry that no longer matches is reported as stale."""
+    root, _ = synced
+    page = root / "papers" / "lists" / "000_a0d081c71b00c22e.txt"
+    assert "arxiv.org/abs/1801.02613" in page.read_text()
+    page.write_text(page.read_text().replace("1801.02613", "1706.06083"))  # Madry et al.'s id
+    result = cli("check")
+    assert result.exit_code == 1
+    found = json.loads(cli("check", "--json").stdout)
+    errors = [(p["code"], p["key"], p["cited"]) for p in found if p["severity"] == "error"]
+    assert errors == [("arxiv-mismatch", "2018_Samangouei_P_p-iclr_dpcaaugm", "1706.06083")]
+    stale = [p for p in found if p["code"] == "stale-acknowledgement"]
+    assert [p["where"] for p in stale] == [f"{ACK.as_posix()}:8"]
+
+
+def test_without_acknowledgements_the_mismatch_is_an_error(synced, cli) -> None:
+    root, _ = synced
+    (root / ACK).unlink()
+    result = cli("check")
+    assert result.exit_code == 1
+    assert "error   papers/lists/000_a0d081c71b00c22e.txt:12" in result.stdout
+
+
+def test_a_malformed_acknowledgement_is_an_error_naming_its_line(synced, cli) -> None:
+    root, _ = synced
+    path = root / ACK
+    path.write_text(path.read_text().replace('cited = "1801.02613"\n', ""))
+    found = json.loads(cli("check", "--json").stdout)
+    bad = [p for p in found if p["code"] == "acknowledged"]
+    assert [(p["severity"], p["where"]) for p in bad] == [("error", f"{ACK.as_posix()}:8")]
+    assert "needs cited" in bad[0]["message"]
 
 
 def test_without_the_mismatch_the_catalog_is_clean(synced, cli) -> None:
@@ -35,6 +77,9 @@ def test_without_the_mismatch_the_catalog_is_clean(synced, cli) -> None:
     result = cli("check")
     assert result.exit_code == 0, result.stdout
     assert "0 errors" in result.stdout
+    # the acknowledgement now matches nothing: a warning, never an error
+    found = json.loads(cli("check", "--json").stdout)
+    assert [p["severity"] for p in found if p["code"] == "stale-acknowledgement"] == ["warning"]
 
 
 def test_many_problems_in_one_run(lit: Path) -> None:
@@ -58,7 +103,9 @@ def test_many_problems_in_one_run(lit: Path) -> None:
     assert "warning house-style" in text and "key madry2018again: key does not follow" in text
     assert "key names Wrong but the first author is Rita Right" in text
     assert "warning stale-database" in text  # nothing synced yet
-    assert found[0].severity == "error" and found[-1].severity == "warning"
+    order = [p.severity for p in found]  # errors first, then warnings, then acknowledged
+    assert order == sorted(order, key=["error", "warning", "acknowledged"].index)
+    assert order[0] == "error" and order[-1] == "acknowledged" and "warning" in order
 
 
 def test_unresolved_and_unknown_key_entries(lit: Path) -> None:
