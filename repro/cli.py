@@ -16,6 +16,7 @@ Exit codes of `repro run`: 0 fine, 1 the run failed (or could not start), 2 `--s
 from __future__ import annotations
 
 import json
+import shutil
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -246,6 +247,61 @@ def _describe(slug: str) -> dict[str, Any]:
     }
 
 
+LIST_COLUMNS = ("slug", "key", "title", "datasets", "uses", "scales", "notebook")
+NARROW = 120  # below this a seven-column table folds its headers to a letter a line
+
+
+def list_layout(tty: bool, columns: int) -> str:
+    """How `repro list` prints: "plain" tab-separated rows when stdout is not a terminal (pipes,
+    `grep`, `cut`, CI logs), "blocks" of a few lines per reproduction in a narrow terminal, else a
+    table."""
+    if not tty:
+        return "plain"
+    return "blocks" if columns < NARROW else "table"
+
+
+def _list_cells(item: dict[str, Any]) -> list[str]:
+    return [
+        item["slug"],
+        item["key"],
+        item["title"],
+        ", ".join(item["datasets"]),
+        ", ".join(item["uses"]),
+        ", ".join(item["scales"]),
+        "yes" if item["has_notebook"] else "no",
+    ]
+
+
+def plain_rows(items: list[dict[str, Any]]) -> list[str]:
+    """A header and one tab-separated line per reproduction (tabs and newlines in a cell become
+    spaces, so every line has the seven fields)."""
+    rows = [list(LIST_COLUMNS)] + [_list_cells(item) for item in items]
+    return ["\t".join(" ".join(cell.split()) for cell in row) for row in rows]
+
+
+def _list_blocks(items: list[dict[str, Any]]) -> str:
+    lines = []
+    for item in items:
+        slug, key, title, datasets, uses, scales, notebook = _list_cells(item)
+        lines += [
+            f"[bold]{escape(slug)}[/bold]  {escape(key)}",
+            f"  {escape(title)}",
+            f"  datasets: {escape(datasets) or '-'} · uses: {escape(uses) or '-'}",
+            f"  scales: {escape(scales) or '-'} · notebook: {notebook}",
+        ]
+    return "\n".join(lines)
+
+
+def _list_table(items: list[dict[str, Any]]) -> Table:
+    table = Table(title=f"{len(items)} reproductions")
+    for column in LIST_COLUMNS:
+        # headers never fold below their own width; the title takes what is left
+        table.add_column(column, overflow="fold", no_wrap=column != "title", min_width=len(column))
+    for item in items:
+        table.add_row(*(escape(cell) for cell in _list_cells(item)))
+    return table
+
+
 @app.command("list")
 def list_(
     as_json: Annotated[bool, typer.Option("--json", help="print JSON instead of a table")] = False,
@@ -263,20 +319,14 @@ def list_(
     if as_json:
         typer.echo(json.dumps(items, indent=2))
     else:
-        table = Table(title=f"{len(items)} reproductions")
-        for column in ("slug", "key", "title", "datasets", "uses", "scales", "notebook"):
-            table.add_column(column, overflow="fold", no_wrap=column in ("slug", "key"))
-        for item in items:
-            table.add_row(
-                item["slug"],
-                item["key"],
-                escape(item["title"]),
-                ", ".join(item["datasets"]),
-                ", ".join(item["uses"]),
-                ", ".join(item["scales"]),
-                "yes" if item["has_notebook"] else "no",
-            )
-        _console().print(table)
+        layout = list_layout(sys.stdout.isatty(), shutil.get_terminal_size().columns)
+        if layout == "plain":
+            for line in plain_rows(items):
+                typer.echo(line)
+        elif layout == "blocks":
+            _console().print(_list_blocks(items), soft_wrap=True)
+        else:
+            _console().print(_list_table(items))
     for problem in problems:
         _console(stderr=True).print(f"[red]error:[/red] {escape(problem)}", soft_wrap=True)
     if problems:

@@ -33,8 +33,65 @@ def test_list_json_and_table(tinyfake: Path) -> None:
         "scales": ["smoke", "small", "full"],
         "has_notebook": True,
     }
-    table = runner.invoke(app, ["list"])
-    assert table.exit_code == 0 and "tinyfake" in table.stdout
+    # CliRunner's stdout is not a terminal: a header and tab-separated rows, one per line
+    plain = runner.invoke(app, ["list"])
+    assert plain.exit_code == 0, plain.output
+    lines = plain.stdout.splitlines()
+    assert lines[0].split("\t") == [
+        "slug",
+        "key",
+        "title",
+        "datasets",
+        "uses",
+        "scales",
+        "notebook",
+    ]
+    row = next(line.split("\t") for line in lines if line.startswith("tinyfake\t"))
+    assert row == [
+        "tinyfake",
+        "2015_Goodfellow_I_p-iclr_ehae",
+        "Tiny fake reproduction (runner tests)",
+        "mnist",
+        "",
+        "smoke, small, full",
+        "yes",
+    ]
+    assert all(len(line.split("\t")) == 7 for line in lines)
+
+
+@pytest.mark.parametrize(
+    ("tty", "columns", "layout"),
+    [(False, 300, "plain"), (False, 40, "plain"), (True, 60, "blocks"), (True, 200, "table")],
+)
+def test_list_layout_follows_the_terminal(tty: bool, columns: int, layout: str) -> None:
+    from repro.cli import list_layout
+
+    assert list_layout(tty, columns) == layout
+
+
+def test_narrow_layouts_keep_headers_whole() -> None:
+    """A 60-column terminal: blocks carry every field; the table never folds a header."""
+    from rich.console import Console
+
+    from repro.cli import _list_blocks, _list_table
+
+    item = {
+        "slug": "defense_gan",
+        "key": "2018_Samangouei_P_p-iclr_dpcaaugm",
+        "title": "Defense-GAN: Protecting Classifiers Against Adversarial Attacks [x]",
+        "datasets": ["mnist", "fashion_mnist"],
+        "uses": ["fgsm"],
+        "scales": ["smoke", "small"],
+        "has_notebook": True,
+    }
+    console = Console(width=60, record=True, file=open("/dev/null", "w"))  # noqa: SIM115
+    console.print(_list_blocks([item]), soft_wrap=True)
+    text = console.export_text()
+    assert "defense_gan  2018_Samangouei_P_p-iclr_dpcaaugm" in text
+    assert "Attacks [x]" in text and "datasets: mnist, fashion_mnist · uses: fgsm" in text
+    wide = Console(width=120, record=True, file=open("/dev/null", "w"))  # noqa: SIM115
+    wide.print(_list_table([item]))
+    assert "datasets" in wide.export_text() and "notebook" in wide.export_text()
 
 
 @SQLITE
