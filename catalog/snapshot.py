@@ -248,8 +248,14 @@ class ReviewRecord:
 
 
 def review_record(path: Path, root: Path, keys: Collection[str]) -> ReviewRecord:
-    """One review file; its key (the file name) must be a catalog paper."""
+    """One review file; its key (the file name) must be a catalog paper. A symbolic link is
+    refused: reviews are published, and a link could publish any file the builder can read."""
     source = _relative(path, root)
+    if path.is_symlink():
+        raise CatalogError(
+            f"{source}: is a symbolic link; a review must be a regular file in papers/reviews/"
+            " (nothing outside the project is published)"
+        )
     text = bt.read_text(path, source)
     fm, _start, body = front_matter(text, source)
     key = path.stem

@@ -140,6 +140,12 @@ def _publish_run_files(
                 )
                 continue
             src = run.run_dir / rel
+            if _linked(run.run_dir, rel):
+                report.warnings.append(
+                    f"run {run.id}: figure {rel} is a symbolic link; left out (only files inside"
+                    " the run folder are published)"
+                )
+                continue
             if not src.is_file():
                 report.warnings.append(f"run {run.id}: figure {rel} missing")
                 run.figures.append(FigureView("", alt, caption, None, None))
@@ -159,6 +165,12 @@ def _publish_run_files(
         if rel.is_absolute() or ".." in rel.parts or not path.is_file():
             report.warnings.append(f"run {run.id}: notebook {rel} missing")
             continue
+        if _linked(run.run_dir, rel):
+            report.warnings.append(
+                f"run {run.id}: notebook {rel} is a symbolic link; left out (only files inside"
+                " the run folder are published)"
+            )
+            continue
         if exporter is None:
             exporter = _notebook_exporter()
         try:
@@ -175,6 +187,17 @@ def _publish_run_files(
             ),
         )
         report.notebooks += 1
+
+
+def _linked(base: Path, rel: PurePosixPath) -> bool:
+    """Whether `base / rel` passes through a symbolic link (the file or any folder below
+    `base`): the site copies run files, and a link could copy any file the builder can read."""
+    path = base
+    for part in rel.parts:
+        path = path / part
+        if path.is_symlink():
+            return True
+    return False
 
 
 def _search_index(catalog: SiteData) -> dict[str, Any]:
@@ -328,6 +351,24 @@ def _check_out_dir(out_dir: Path) -> None:
             )
 
 
+def _swap_in(build: Path, out_dir: Path) -> None:
+    """Replace `out_dir` by the finished `build` (two renames in one folder); if the swap fails,
+    the previous site is put back and the failure is one `CatalogError`."""
+    old = None
+    try:
+        if out_dir.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}-old-", dir=out_dir.parent))
+            old.rmdir()
+            out_dir.rename(old)
+        build.rename(out_dir)
+    except OSError as exc:
+        if old is not None and old.exists() and not out_dir.exists():
+            old.rename(out_dir)
+        raise CatalogError(f"--out {out_dir}: cannot replace it: {exc.strerror or exc}") from exc
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
 def publish(
     session: Session,
     out_dir: Path | str,
@@ -349,20 +390,16 @@ def publish(
         runs_dir = root / runs_dir
     out_dir = Path(out_dir).resolve()
     _check_out_dir(out_dir)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
     report = PublishReport(out_dir=out_dir)
-    build = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}-build-", dir=out_dir.parent))
+    try:
+        out_dir.parent.mkdir(parents=True, exist_ok=True)
+        build = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}-build-", dir=out_dir.parent))
+    except OSError as exc:  # a file where a folder should be, read-only, /proc, disk full
+        raise CatalogError(f"--out {out_dir}: cannot write there: {exc.strerror or exc}") from exc
     try:
         _build(session, build, runs_dir, root, report)
         build.chmod(0o755)
-        if out_dir.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}-old-", dir=out_dir.parent))
-            old.rmdir()
-            out_dir.rename(old)
-            build.rename(out_dir)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            build.rename(out_dir)
+        _swap_in(build, out_dir)
     except BaseException:
         shutil.rmtree(build, ignore_errors=True)
         raise

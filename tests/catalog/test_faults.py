@@ -2,7 +2,8 @@
 
 - `catalog ingest-runs`: a seed outside 64 bits, or any fault only the database sees, rejects that
   run alone and the others are stored (SQLite and PostgreSQL); a run folder without a summary is
-  reported, not skipped; a symbolic link in a run folder is refused, never followed.
+  reported, not skipped; a symbolic link in a run folder is refused, never followed; so is a
+  review file that is a link (at sync).
 - A read-only SQLite catalog can still be listed and searched (opening it wrote to it before).
 - A database file that is not a database is named in the error.
 - `catalog export --out` to a place that cannot be written: one line, exit 1, nothing changed.
@@ -192,6 +193,27 @@ def test_a_symlinked_figure_is_refused_not_copied(root: Path, tmp_path: Path) ->
     assert not (root / "runs" / "demo" / "r1-link").exists()
     copies = [p for p in (root / "runs").rglob("*") if p.is_file()]
     assert all("not for the site" not in p.read_text(errors="replace") for p in copies)
+
+
+def test_a_symlinked_review_is_refused_at_sync(root: Path, tmp_path: Path) -> None:
+    """A review that links to a file outside the project (/etc/passwd, say) is refused with one
+    line naming it; nothing of it reaches the catalog, so the site cannot publish it."""
+    from catalog.models import Review
+
+    secret = tmp_path / "passwd"
+    secret.write_text("root:x:0:0:not for the site\n", encoding="utf-8")
+    review = root / "papers" / "reviews" / "2018_Ma_X_p-iclr_casulid.md"
+    assert not review.exists()
+    review.symlink_to(secret)
+    result = CliRunner().invoke(app, ["sync"])
+    assert result.exit_code == 1
+    (line,) = result.output.strip().splitlines()
+    assert "papers/reviews/2018_Ma_X_p-iclr_casulid.md: is a symbolic link" in line
+    with session_scope() as session:
+        bodies = [r.body for r in session.exec(select(Review))]
+    assert all("not for the site" not in body for body in bodies)
+    review.unlink()
+    assert CliRunner().invoke(app, ["sync"]).exit_code == 0
 
 
 # --------------------------------------------------------------------------- the SQLite file

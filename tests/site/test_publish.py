@@ -181,6 +181,73 @@ def test_failed_build_keeps_the_previous_site(
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".site-")]  # no leftovers
 
 
+def test_an_out_that_cannot_be_written_is_one_line_and_changes_nothing(
+    catalog_db: tuple[str, Path], tmp_path: Path
+) -> None:
+    """`--out` below a file, or where no folder can be made: one line, exit 1, no traceback, the
+    file untouched and no temporary folder left (issue 10)."""
+    from typer.testing import CliRunner
+
+    from catalog.cli import app
+
+    _url, runs_dir = catalog_db
+    a_file = tmp_path / "notes.txt"
+    a_file.write_text("keep me")
+    for out in (a_file, a_file / "site", Path("/proc/advrepro-site")):
+        result = CliRunner().invoke(
+            app, ["publish", "--out", str(out), "--runs-dir", str(runs_dir)]
+        )
+        assert result.exit_code == 1, (out, result.output)
+        assert result.exception is None or isinstance(result.exception, SystemExit)
+        (line,) = result.output.strip().splitlines()
+        assert line.startswith("error: ") and str(out) in line, line
+    assert a_file.read_text() == "keep me"
+    assert not [p for p in tmp_path.iterdir() if "-build-" in p.name]
+
+
+def test_a_failed_swap_puts_the_previous_site_back(
+    catalog_db: tuple[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url, runs_dir = catalog_db
+    out = tmp_path / "site"
+    build(url, runs_dir, out)
+    before = (out / "index.html").read_bytes()
+    real_rename = Path.rename
+
+    def rename(self: Path, target: Path) -> Path:
+        if self.name.startswith(".site-build-"):
+            raise OSError(30, "Read-only file system")
+        return real_rename(self, target)
+
+    monkeypatch.setattr(Path, "rename", rename)
+    with pytest.raises(CatalogError, match="cannot replace it: Read-only file system"):
+        build(url, runs_dir, out)
+    assert (out / "index.html").read_bytes() == before
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".site-")]
+
+
+def test_a_symlinked_run_file_is_left_out(catalog_db: tuple[str, Path], tmp_path: Path) -> None:
+    """A figure or notebook in a run folder that is a link (to /etc/passwd, say) is never copied
+    into the site: a warning says so."""
+    url, runs_dir = catalog_db
+    secret = tmp_path / "secret.png"
+    secret.write_bytes(b"\x89PNG not for the site: root:x:0:0")
+    figure = next(runs_dir.rglob("recon.png"))
+    figure.unlink()
+    figure.symlink_to(secret)
+    notebook = next(runs_dir.rglob("reproduce.ipynb"))
+    notebook.rename(tmp_path / "elsewhere.ipynb")
+    notebook.symlink_to(tmp_path / "elsewhere.ipynb")
+    out = tmp_path / "site"
+    report = build(url, runs_dir, out)
+    linked = [w for w in report.warnings if "is a symbolic link" in w]
+    assert any("figure figures/recon.png" in w for w in linked), report.warnings
+    assert any("notebook reproduce.ipynb" in w for w in linked), report.warnings
+    for path in out.rglob("*"):
+        if path.is_file():
+            assert b"not for the site" not in path.read_bytes(), path
+
+
 def test_removed_paper_disappears_on_rebuild(catalog_db: tuple[str, Path], tmp_path: Path) -> None:
     from catalog.models import ListEntry, Paper, PaperAuthor
 
