@@ -198,7 +198,7 @@ def add(
     from catalog import bibtex as bt
     from catalog.add import add_entries, fetch_arxiv
     from catalog.db import session_scope
-    from catalog.locks import FileGuard, bib_lock
+    from catalog.locks import FileGuard, Terminated, bib_lock, signals_unwind
 
     if (source is None) == (bibtex is None):
         raise CatalogError("add: give either arxiv:ID or --bibtex FILE (not both, not neither)")
@@ -211,16 +211,25 @@ def add(
     else:
         assert bibtex is not None
         text, origin = bt.read_text(Path(bibtex), bibtex), bibtex
-    with bib_lock(), FileGuard() as guard, session_scope() as session:
-        result = add_entries(
-            session,
-            text,
-            source=origin,
-            list_slug=list_slug,
-            note=note,
-            replace=replace,
-            guard=guard,
+    try:
+        # Ctrl-C or SIGTERM: the guard puts the files back and the transaction is rolled back
+        with signals_unwind(), bib_lock(), FileGuard() as guard, session_scope() as session:
+            result = add_entries(
+                session,
+                text,
+                source=origin,
+                list_slug=list_slug,
+                note=note,
+                replace=replace,
+                guard=guard,
+            )
+    except (KeyboardInterrupt, Terminated) as exc:
+        name = "SIGTERM" if isinstance(exc, Terminated) else "SIGINT"
+        console(stderr=True).print(
+            f"interrupted ({name}): nothing added; references.bib and the catalog are as they were",
+            markup=False,
         )
+        raise typer.Exit(143 if isinstance(exc, Terminated) else 130) from None
     out = console()
     for key in result.added:
         out.print(f"added {key}", markup=False)

@@ -5,11 +5,15 @@ read (`catalog add`, `catalog sync`): two adds at once would each rewrite refere
 same old text and one addition would be lost, and a `sync --prune` that read the files just before
 an add wrote them would delete the paper the add had just stored. `FileGuard` puts files back when
 the database part of a command fails, so `references.bib` and the catalog never disagree.
+`signals_unwind` makes SIGTERM (a scheduler, `kill`, a closing terminal's shell) unwind a writer
+the way Ctrl-C does, so the guard and the transaction get to put things back.
 """
 
 from __future__ import annotations
 
 import os
+import signal
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -18,7 +22,31 @@ from types import TracebackType
 from catalog import bibwrite as bw
 from catalog.config import project_root
 
-__all__ = ["FileGuard", "bib_lock"]
+__all__ = ["FileGuard", "Terminated", "bib_lock", "signals_unwind"]
+
+
+class Terminated(BaseException):
+    """SIGTERM, raised where the main thread is (like KeyboardInterrupt for SIGINT), so `with`
+    blocks unwind: files restored, the transaction rolled back, locks released."""
+
+
+@contextmanager
+def signals_unwind() -> Iterator[None]:
+    """Within the block, SIGTERM raises `Terminated` instead of killing the process outright
+    (Python's default SIGTERM does no clean-up at all). SIGINT already raises KeyboardInterrupt.
+    Outside the main thread signals cannot be handled, and the block runs unchanged."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def terminate(signum: int, _frame: object) -> None:
+        raise Terminated(signum)
+
+    previous = signal.signal(signal.SIGTERM, terminate)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 @contextmanager

@@ -438,3 +438,49 @@ def test_catalog_add_in_a_second_clone_writes_that_clone(tmp_path: Path) -> None
     assert "2017_Kurakin_A_w-iclr_aeitpw" in (clone / "papers" / "references.bib").read_text()
     assert (clone / "catalog.db").is_file()  # the clone's own catalog, at the clone's root
     assert real_bib.read_bytes() == real_before
+
+
+# --------------------------------------------------------------------------- interrupted add
+
+# `catalog add` in a child process that signals itself after references.bib is rewritten and the
+# rows are written, before the commit: the worst moment to stop.
+INTERRUPTED_ADD = """
+import os, signal, sys
+import catalog.add
+from catalog.cli import app
+
+real = catalog.add.sync_lists
+
+def sync_lists_then_signal(*args, **kwargs):
+    real(*args, **kwargs)
+    os.kill(os.getpid(), getattr(signal, sys.argv[1]))
+
+catalog.add.sync_lists = sync_lists_then_signal
+app(["add", "--bibtex", sys.argv[2]], prog_name="catalog")
+"""
+
+
+@pytest.mark.parametrize(("sig", "status"), [("SIGINT", 130), ("SIGTERM", 143)])
+def test_an_interrupted_add_changes_nothing(
+    root: Path, tmp_path: Path, sig: str, status: int
+) -> None:
+    """Ctrl-C or SIGTERM in the middle of `catalog add`: references.bib goes back to its bytes,
+    the catalog has no new row, and one line says so (SIGTERM used to kill it mid-way)."""
+    assert CliRunner().invoke(app, ["sync"]).exit_code == 0
+    bib = root / "papers" / "references.bib"
+    before = bib.read_bytes()
+    (tmp_path / "new.bib").write_text(BIBTEX, encoding="utf-8")
+    done = subprocess.run(
+        [sys.executable, "-c", INTERRUPTED_ADD, sig, str(tmp_path / "new.bib")],
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == status, done.stderr
+    assert f"interrupted ({sig}): nothing added" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert bib.read_bytes() == before
+    with session_scope() as session:
+        assert session.get(Paper, "2017_Kurakin_A_w-iclr_aeitpw") is None
