@@ -364,24 +364,11 @@ class Acknowledgement:
 def read_acknowledgements(root: Path) -> list[Acknowledgement]:
     """The acknowledged contradictions (none when the file does not exist); a malformed file is a
     `CatalogError` naming the file and line."""
-    import tomllib
+    from catalog.lists import toml_tables
 
-    path = root / ACKNOWLEDGED
-    if not path.exists():
-        return []
-    text = bt.read_text(path, ACKNOWLEDGED)
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise CatalogError(f"{ACKNOWLEDGED}: {exc}") from exc
-    items = data.get("contradiction", [])
-    if not isinstance(items, list):
-        raise CatalogError(f"{ACKNOWLEDGED}: 'contradiction' must be an array of tables")
-    lines = [i for i, t in enumerate(text.splitlines(), 1) if t.strip() == "[[contradiction]]"]
     out = []
     fields = ("list", "key", "code", "cited", "note")
-    for n, item in enumerate(items):
-        line = lines[n] if n < len(lines) else 1
+    for line, item in toml_tables(root, ACKNOWLEDGED, "contradiction"):
         missing = [f for f in fields if not isinstance(item.get(f), str) or not item[f].strip()]
         if missing:
             raise CatalogError(

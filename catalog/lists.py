@@ -22,6 +22,7 @@ import re
 import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from catalog import CatalogError
 from catalog.bibtex import ascii_fold, read_text
@@ -115,26 +116,32 @@ def extra_path(root: Path) -> Path:
     return root / "papers" / "lists" / EXTRA_FILE
 
 
-def read_additions(root: Path) -> list[Addition]:
-    """The additions file's entries, in order (none when the file does not exist)."""
+def toml_tables(root: Path, source: str, name: str) -> list[tuple[int, dict[str, Any]]]:
+    """The `[[name]]` tables of the TOML file `root/source`, each with the line it starts on (for
+    error messages); none when the file does not exist. A file that is not TOML, or whose `name`
+    is not an array of tables, is a `CatalogError` naming it."""
     import tomllib
 
-    path = extra_path(root)
+    path = root / source
     if not path.exists():
         return []
-    source = path.relative_to(root).as_posix()
     text = read_text(path, source)
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise CatalogError(f"{source}: {exc}") from exc
-    items = data.get("entry", [])
+    items = data.get(name, [])
     if not isinstance(items, list):
-        raise CatalogError(f"{source}: 'entry' must be an array of tables ([[entry]])")
-    lines = [i for i, line in enumerate(text.splitlines(), 1) if line.strip() == "[[entry]]"]
+        raise CatalogError(f"{source}: {name!r} must be an array of tables ([[{name}]])")
+    lines = [i for i, t in enumerate(text.splitlines(), 1) if t.strip() == f"[[{name}]]"]
+    return [(lines[n] if n < len(lines) else 1, item) for n, item in enumerate(items)]
+
+
+def read_additions(root: Path) -> list[Addition]:
+    """The additions file's entries, in order (none when the file does not exist)."""
+    source = extra_path(root).relative_to(root).as_posix()
     out = []
-    for n, item in enumerate(items):
-        line = lines[n] if n < len(lines) else 1
+    for line, item in toml_tables(root, source, "entry"):
         if not isinstance(item.get("list"), str) or not isinstance(item.get("key"), str):
             raise CatalogError(f"{source}:{line}: an [[entry]] needs string 'list' and 'key'")
         note = item.get("note")
