@@ -19,14 +19,13 @@ missed: this is a measurement, not a test; the JSON says `goal_met` per attack.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
+import harness
 import torch
 from torch import Tensor, nn
 
@@ -194,10 +193,14 @@ def print_table(report: dict[str, Any]) -> None:
     )
 
 
+def _defaults(args: argparse.Namespace, cuda: bool) -> None:
+    args.n = args.n or (10000 if cuda else 500)
+    args.n_train = args.n_train or (60000 if cuda else 5000)
+    args.batch = args.batch or (1000 if cuda else 100)
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--device", default="auto", help="auto | cpu | cuda (default auto)")
-    parser.add_argument("--json", type=Path, help="write the report as JSON here")
+    parser = harness.parser(__doc__)
     parser.add_argument(
         "--n", type=int, default=None, help="images to attack (cpu 500, cuda 10000)"
     )
@@ -208,27 +211,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--step-size", type=float, default=None, help="PGD step (default eps/4)")
     parser.add_argument("--width", type=float, default=1.0, help="CNN width (1.0 = the paper's)")
     parser.add_argument("--repeats", type=int, default=7, help="timed passes per library")
-    parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args(argv)
-
-    from repro import ReproError
-    from repro.env import pick_device
-
-    try:
-        cuda = pick_device(args.device).type == "cuda"
-        args.n = args.n or (10000 if cuda else 500)
-        args.n_train = args.n_train or (60000 if cuda else 5000)
-        args.batch = args.batch or (1000 if cuda else 100)
-        report = bench(args)
-    except ReproError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    print_table(report)
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
-        print(f"wrote {args.json}")
-    return 0
+    return harness.run(parser.parse_args(argv), _defaults, bench, print_table)
 
 
 if __name__ == "__main__":

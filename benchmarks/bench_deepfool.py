@@ -25,14 +25,13 @@ missed: this is a measurement, not a test; the JSON says `goal_met` per network.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
+import harness
 import torch
 from torch import Tensor, nn
 
@@ -218,10 +217,14 @@ def print_table(report: dict[str, Any]) -> None:
     print("L-BFGS towards the runner-up class; medians over the images both attacks fooled")
 
 
+def _defaults(args: argparse.Namespace, cuda: bool) -> None:
+    args.n = args.n or (2000 if cuda else 100)
+    args.batch = args.batch or (500 if cuda else 100)
+    args.repeats = args.repeats or (3 if cuda else 1)
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--device", default="auto", help="auto | cpu | cuda (default auto)")
-    parser.add_argument("--json", type=Path, help="write the report as JSON here")
+    parser = harness.parser(__doc__)
     parser.add_argument("--n", type=int, default=None, help="images to attack (cpu 100, cuda 2000)")
     parser.add_argument("--n-train", type=int, default=5000, help="training images (default 5000)")
     parser.add_argument("--batch", type=int, default=None, help="attack batch (cpu 100, cuda 500)")
@@ -229,27 +232,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--n-lbfgs", type=int, default=50, help="images for L-BFGS (default 50)")
     parser.add_argument("--lbfgs-search-steps", type=int, default=6)
     parser.add_argument("--lbfgs-max-iter", type=int, default=30)
-    parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args(argv)
-
-    from repro import ReproError
-    from repro.env import pick_device
-
-    try:
-        cuda = pick_device(args.device).type == "cuda"
-        args.n = args.n or (2000 if cuda else 100)
-        args.batch = args.batch or (500 if cuda else 100)
-        args.repeats = args.repeats or (3 if cuda else 1)
-        report = bench(args)
-    except ReproError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    print_table(report)
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
-        print(f"wrote {args.json}")
-    return 0
+    return harness.run(parser.parse_args(argv), _defaults, bench, print_table)
 
 
 if __name__ == "__main__":
