@@ -94,6 +94,8 @@ class AdaptiveView:
     setting: str = ""  # the challenged row's setting, for lists away from the table
     anchored: bool = True  # False: the row is not in expected.csv (shown in the list only)
     scale: str = ""
+    interval: str = ""  # "[low, high]": the 95 % interval of `adaptive.<row>.<attack>.ci95_*`
+    details: str = ""  # the attack's other measurements (`adaptive.<row>.<attack>.<what>`)
 
 
 @dataclass

@@ -302,6 +302,33 @@ def test_adaptive_findings_both_conventions() -> None:
     assert found[2].row_id == ""  # a legacy name's guessed row that does not exist is not shown
 
 
+def test_measurements_of_an_attack_stay_with_it() -> None:
+    """`adaptive.<row>.<attack>.ci95_*` is the attack's interval and `.<what>` a detail of it,
+    never another attack beside the row (the Defense-GAN run of record writes both)."""
+    best = {"t4_fmnist_fgsm_a_defgan_rec": rec("t4_fmnist_fgsm_a_defgan_rec", paper=0.879)}
+    base = "adaptive.t4_fmnist_fgsm_a_defgan_rec.bpda_eot_pgd"
+    metrics = [
+        {"name": f"{base}.ci95_low", "value": 0.0},
+        {"name": f"{base}.ci95_high", "value": 0.175},
+        {"name": base, "value": 0.075},
+        {"name": f"{base}.detected", "value": 0.925},
+        {"name": f"{base}.detected.ci95_low", "value": 0.85},  # an interval of a detail
+        {"name": f"{base}.seconds", "value": 92.6},
+        {"name": f"{base}_fresh_restarts", "value": 0.5},  # another attack
+        {"name": "adaptive.t4_fmnist_fgsm_a_defgan_rec.no_attack", "value": 0.8},  # a baseline
+        {"name": "adaptive.t4_fmnist_fgsm_a_defgan_rec.eps_sweep.seconds", "value": 133.4},
+    ]
+    by_row, found = adaptive_findings(metrics, best)
+    assert [(f.attack, f.ours) for f in found] == [
+        ("bpda_eot_pgd", "0.075"),
+        ("bpda_eot_pgd_fresh_restarts", "0.5"),
+    ]
+    assert found[0].interval == "[0, 0.175]"
+    assert found[0].details == "detected 0.925 · seconds 92.6"
+    assert found[1].interval == "" and found[1].details == ""
+    assert len(by_row["t4_fmnist_fgsm_a_defgan_rec"]) == 2
+
+
 # ----------------------------------------------------------------------------- pages
 
 
