@@ -19,6 +19,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from types import TracebackType
 
+from catalog import CatalogError
 from catalog import bibwrite as bw
 from catalog.config import project_root
 
@@ -96,9 +97,12 @@ class FileGuard:
     def write(self, path: Path, text: str) -> None:
         """Atomically replace `path`, remembering what it held first."""
         path = Path(path)
-        if path not in self._saved:
-            self._saved[path] = path.read_bytes() if path.exists() else None
-        bw.atomic_write(path, text)
+        try:
+            old = path.read_bytes() if path.exists() else None
+            bw.atomic_write(path, text)  # all or nothing: a failed write changed nothing
+        except OSError as exc:  # read-only folder or file system, a folder in the way, disk full
+            raise CatalogError(f"{path}: cannot write: {exc.strerror or exc}") from exc
+        self._saved.setdefault(path, old)
 
     def __exit__(
         self,

@@ -484,3 +484,29 @@ def test_an_interrupted_add_changes_nothing(
     assert bib.read_bytes() == before
     with session_scope() as session:
         assert session.get(Paper, "2017_Kurakin_A_w-iclr_aeitpw") is None
+
+
+def test_add_where_references_bib_cannot_be_written(
+    root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`catalog add` when papers/ cannot be written (a read-only file system; simulated, since
+    root may write anywhere): one line naming the file, exit 1, the file and catalog unchanged."""
+    import catalog.bibwrite
+
+    assert CliRunner().invoke(app, ["sync"]).exit_code == 0
+    bib = root / "papers" / "references.bib"
+    before = bib.read_bytes()
+    (tmp_path / "new.bib").write_text(BIBTEX, encoding="utf-8")
+
+    def read_only(*_args: Any, **_kwargs: Any) -> Any:
+        raise PermissionError(30, "Read-only file system")
+
+    monkeypatch.setattr(catalog.bibwrite.tempfile, "mkstemp", read_only)
+    result = CliRunner().invoke(app, ["add", "--bibtex", str(tmp_path / "new.bib")])
+    assert result.exit_code == 1
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    (line,) = result.output.strip().splitlines()
+    assert "references.bib: cannot write: Read-only file system" in line
+    assert bib.read_bytes() == before
+    with session_scope() as session:
+        assert session.get(Paper, "2017_Kurakin_A_w-iclr_aeitpw") is None
