@@ -449,6 +449,8 @@ import os, signal, sys
 import catalog.add
 from catalog.cli import app
 
+# as in an interactive Python, whatever the parent did with SIGINT (a background job ignores it)
+signal.signal(signal.SIGINT, signal.default_int_handler)
 real = catalog.add.sync_lists
 
 def sync_lists_then_signal(*args, **kwargs):
