@@ -17,6 +17,7 @@ Setting `fail = true` in a scale of its repro.toml makes the notebook raise afte
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -184,3 +185,22 @@ def small_fashion_model():
         return model.eval(), data
 
     return build
+
+
+def smoke_run(slug: str, out: Path) -> tuple[Any, dict[str, Any]]:
+    """Run `slug` at smoke scale through the runner (papermill, recorder, catalog) and check what
+    every reproduction's run must show: it succeeded and was stored, its rows start with
+    expected.csv's in order, and its claims are the folder's. Returns (run result, summary)."""
+    from repro.claims import load_claims
+    from repro.config import repro_path
+    from repro.expected import read_expected
+    from repro.runner import run_reproduction
+
+    result = run_reproduction(slug, scale="smoke", device="cpu", out=out)
+    summary = result.summary
+    assert summary["status"] == "succeeded", summary["error"]
+    assert result.stored
+    expected = [row.id for row in read_expected(repro_path(slug) / "expected.csv")]
+    assert [r["id"] for r in summary["rows"]][: len(expected)] == expected
+    assert [c["id"] for c in summary["claims"]] == [c.id for c in load_claims(repro_path(slug))]
+    return result, summary

@@ -35,6 +35,8 @@ from repro.sap import (
 )
 from repro.train import predict
 
+from .conftest import smoke_run
+
 SLUG = "sap"
 SAMPLERS = ["bernoulli", "multinomial"]
 
@@ -363,14 +365,7 @@ def test_expected_rows_are_the_papers_and_none_is_checked_against_a_guess() -> N
 def test_smoke_reproduction_through_the_runner(project: Path, tmp_path: Path) -> None:
     """The notebook runs under papermill at smoke scale, records its metrics, every claim is
     evaluated, the run is stored; a second run with the same seed gives the same numbers."""
-    from repro.runner import run_reproduction
-
-    result = run_reproduction(SLUG, scale="smoke", device="cpu", out=tmp_path / "runs")
-    summary = result.summary
-    assert summary["status"] == "succeeded", summary["error"]
-    assert result.stored
-    expected = [row.id for row in read_expected(repro_path(SLUG) / "expected.csv")]
-    assert [r["id"] for r in summary["rows"]][: len(expected)] == expected
+    result, summary = smoke_run(SLUG, tmp_path / "runs")
     assert {r["verdict"] for r in summary["rows"]} == {"not_run"}  # CIFAR-10, ADV, Atari
     metrics = {m["name"]: m["value"] for m in summary["metrics"]}
     for name in ("fmnist_dense_clean", "fmnist_sap100_fgsm_lam8", "fmnist_sap100_eot_pgd_lam8",
@@ -378,8 +373,9 @@ def test_smoke_reproduction_through_the_runner(project: Path, tmp_path: Path) ->
         assert 0.0 <= metrics[name] <= 100.0
         assert metrics[f"{name}.ci95_low"] <= metrics[name] <= metrics[f"{name}.ci95_high"]
     assert (result.run_dir / summary["figures"][0]["path"]).stat().st_size > 0
-    assert [c["id"] for c in summary["claims"]] == [c.id for c in load_claims(repro_path(SLUG))]
     assert all(c["holds"] is not None for c in summary["claims"]), summary["claims"]
+
+    from repro.runner import run_reproduction
 
     again = run_reproduction(SLUG, scale="smoke", device="cpu", out=tmp_path / "again")
     assert again.summary["status"] == "succeeded", again.summary["error"]
