@@ -89,6 +89,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from repro.deepfool import lenet
 from repro.madry_pgd import pgd_linf
 from repro.train import train_classifier
 
@@ -127,19 +128,11 @@ Projection = Callable[[Sequence[Tensor]], list[Tensor]]
 # --------------------------------------------------------------------------- the model
 
 
-def caffe_lenet(in_channels: int = 1, classes: int = 10) -> nn.Sequential:
+def caffe_lenet(in_channels: int = 1, classes: int = 10) -> nn.Module:
     """The Caffe-LeNet of ATMC's MNIST script: conv 5x5x20 - max-pool 2 - conv 5x5x50 - max-pool 2
-    - fc 800->500 - ReLU - fc 500->10 (no ReLU after the convolutions); 431,080 parameters."""
-    return nn.Sequential(
-        nn.Conv2d(in_channels, 20, 5),
-        nn.MaxPool2d(2),
-        nn.Conv2d(20, 50, 5),
-        nn.MaxPool2d(2),
-        nn.Flatten(),
-        nn.Linear(50 * 4 * 4, 500),
-        nn.ReLU(),
-        nn.Linear(500, classes),
-    )
+    - fc 800->500 - ReLU - fc 500->10 (no ReLU after the convolutions); 431,080 parameters. The
+    same network as DeepFool's LeNet (MatConvNet's MNIST example), so that one builds it."""
+    return lenet(in_channels, classes)
 
 
 def _matrix(layer: nn.Module) -> Tensor:
