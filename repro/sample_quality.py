@@ -1,0 +1,223 @@
+"""Sample quality of generative models without downloads: FID and Inception Score on the features
+of a Fashion-MNIST classifier of our own.
+
+The standard FID and IS use an ImageNet Inception-v3 whose weights must be downloaded; no machine
+here can. The GAN papers' Fashion-MNIST analogues therefore measure with the same formulas
+(torchmetrics' `FrechetInceptionDistance` and `InceptionScore`, given a custom feature network)
+on a small CNN trained by the toolkit on the Fashion-MNIST training split: its 128-dimensional
+penultimate layer for FID, its logits for IS. The numbers are named for what they are — "FID
+(F-MNIST classifier features)" — and are never presented as, or compared with, Inception numbers.
+
+The network is trained once per setting and cached under `cache_dir()/models/`, with the SHA-256
+of its weights file beside it; a cached file whose checksum differs is refused (retrained only
+when the user deletes it), and every run records the checksum, so two numbers are comparable only
+when their extractors' checksums agree.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+
+from repro import ReproError
+from repro.data import ChecksumMismatch, cache_dir, load_dataset
+
+__all__ = [
+    "LABEL",
+    "FeatureExtractor",
+    "FeatureNet",
+    "fid",
+    "fmnist_feature_net",
+    "inception_score",
+]
+
+#: How the metric is named wherever it is shown.
+LABEL = "F-MNIST classifier features"
+_VERSION = 1  # bump when FeatureNet or its training changes: old cache files are then not reused
+
+
+class FeatureNet(nn.Module):
+    """A small CNN classifier of 1-channel images of any size ≥ 16 px (28 px, or 32 px padded):
+    `features` is its 128-d penultimate layer, `forward` its 10 logits."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.body = nn.Sequential(
+            nn.Conv2d(1, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+            nn.AdaptiveAvgPool2d(4), nn.Flatten(), nn.Linear(64 * 16, 128), nn.ReLU(),
+        )  # fmt: skip
+        self.head = nn.Linear(128, 10)
+
+    def features(self, x: Tensor) -> Tensor:
+        return self.body(x)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.head(self.body(x))
+
+
+class _Features(nn.Module):
+    """The penultimate layer as a module (what torchmetrics' FID calls)."""
+
+    def __init__(self, net: FeatureNet) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, x: Tensor) -> Tensor:
+        if x.dtype == torch.uint8:  # torchmetrics sizes the features with a uint8 dummy image
+            x = x.float() / 255.0
+        return self.net.features(x)
+
+
+@dataclass(frozen=True)
+class FeatureExtractor:
+    """A trained `FeatureNet`, the SHA-256 of its weights file, and its test accuracy."""
+
+    net: FeatureNet
+    sha256: str
+    test_accuracy: float
+    path: Path
+
+    def provenance(self) -> dict[str, object]:
+        """What a run records about the extractor its FID/IS numbers depend on."""
+        return {"extractor": LABEL, "sha256": self.sha256, "test_accuracy": self.test_accuracy,
+                "version": _VERSION}  # fmt: skip
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def fmnist_feature_net(
+    *,
+    device: str | torch.device = "cpu",
+    data_dir: str | os.PathLike[str] | None = None,
+    n_train: int = 0,
+    epochs: int = 3,
+    seed: int = 0,
+    progress: bool = True,
+) -> FeatureExtractor:
+    """The Fashion-MNIST feature network: loaded from the cache when it is there (checksum
+    verified), else trained by `repro.train.train_classifier` (Adam 1e-3, batch 128, `epochs` over
+    the first `n_train` training images, 0 = all 60,000) and stored with its checksum.
+
+    Raises `ChecksumMismatch` when a cached file does not match its recorded checksum.
+    """
+    from repro.train import accuracy, train_classifier
+
+    settings = {"version": _VERSION, "n_train": n_train, "epochs": epochs, "seed": seed}
+    stem = (
+        "fmnist-features-"
+        + hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:12]
+    )
+    folder = cache_dir() / "models"
+    path, meta_path = folder / f"{stem}.pt", folder / f"{stem}.json"
+    net = FeatureNet()
+    if path.exists() and meta_path.exists():
+        meta = json.loads(meta_path.read_text())
+        digest = _sha256(path)
+        if digest != meta["sha256"]:
+            raise ChecksumMismatch(
+                f"{path}: SHA-256 {digest[:12]}… differs from the recorded {meta['sha256'][:12]}…; "
+                "delete the file to retrain the feature network"
+            )
+        net.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+        return FeatureExtractor(net.to(device).eval(), digest, float(meta["test_accuracy"]), path)
+
+    train = load_dataset("fashion_mnist", "train", data_dir=data_dir, device=device)
+    test = load_dataset("fashion_mnist", "test", data_dir=data_dir, device=device)
+    x, y = (train.x, train.y) if n_train <= 0 else (train.x[:n_train], train.y[:n_train])
+    torch.manual_seed(seed)
+    net = FeatureNet().to(device)
+    train_classifier(
+        net, x, y, epochs=epochs, batch_size=128, lr=1e-3,
+        generator=torch.Generator(device=x.device).manual_seed(seed),
+        desc="F-MNIST feature network", progress=progress,
+    )  # fmt: skip
+    acc = accuracy(net, test.x, test.y)
+    folder.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".{os.getpid()}.tmp")
+    torch.save({k: v.cpu() for k, v in net.state_dict().items()}, tmp)
+    digest = _sha256(tmp)
+    os.replace(tmp, path)  # atomic: a concurrent reader never sees half a file
+    meta = {**settings, "sha256": digest, "test_accuracy": acc, "torch": torch.__version__}
+    meta_tmp = meta_path.with_suffix(f".{os.getpid()}.tmp")
+    meta_tmp.write_text(json.dumps(meta, indent=2) + "\n")
+    os.replace(meta_tmp, meta_path)
+    return FeatureExtractor(net.eval(), digest, acc, path)
+
+
+def _batches(x: Tensor, batch_size: int) -> list[Tensor]:
+    return [x[i : i + batch_size] for i in range(0, x.shape[0], batch_size)]
+
+
+def _check(images: Tensor, what: str) -> None:
+    if images.dim() != 4 or images.shape[1] != 1:
+        raise ReproError(
+            f"{what}: expected 1-channel images (N, 1, H, W), got {tuple(images.shape)}"
+        )
+    if images.shape[0] < 2:
+        raise ReproError(f"{what}: at least 2 images are needed, got {images.shape[0]}")
+
+
+@torch.no_grad()
+def fid(real: Tensor, fake: Tensor, extractor: FeatureExtractor, *, batch_size: int = 500) -> float:
+    """Fréchet distance between the Gaussians fitted to the extractor's features of `real` and of
+    `fake` (images in [0, 1], N × 1 × H × W): "FID (F-MNIST classifier features)"."""
+    from torchmetrics.image.fid import FrechetInceptionDistance
+
+    _check(real, "fid real")
+    _check(fake, "fid fake")
+    device = next(extractor.net.parameters()).device
+    metric = FrechetInceptionDistance(
+        feature=_Features(extractor.net), input_img_size=tuple(real.shape[1:])
+    ).to(device)
+    for xb in _batches(real, batch_size):
+        metric.update(xb.to(device), real=True)
+    for xb in _batches(fake, batch_size):
+        metric.update(xb.to(device), real=False)
+    return float(metric.compute())
+
+
+@torch.no_grad()
+def inception_score(
+    fake: Tensor,
+    extractor: FeatureExtractor,
+    *,
+    splits: int = 10,
+    batch_size: int = 500,
+    seed: int = 0,
+) -> tuple[float, float]:
+    """exp(E_x KL(p(y|x) ‖ p(y))) with the extractor's class probabilities, mean and standard
+    deviation over `splits` splits (Salimans et al.'s protocol): "IS (F-MNIST classifier)".
+    Between 1 (every image the same class distribution) and 10 (confident and balanced).
+
+    torchmetrics shuffles the images into splits with the global random stream; that draw is
+    made under `seed` inside `torch.random.fork_rng`, so the score repeats and the caller's
+    stream does not move.
+    """
+    import warnings
+
+    from torchmetrics.image.inception import InceptionScore
+
+    _check(fake, "inception_score")
+    device = next(extractor.net.parameters()).device
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*save all extracted features.*")
+        metric = InceptionScore(feature=extractor.net, splits=splits).to(device)
+    for xb in _batches(fake, batch_size):
+        metric.update(xb.to(device))
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        mean, std = metric.compute()
+    return float(mean), float(std)
