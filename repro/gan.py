@@ -96,7 +96,7 @@ def train_gan(
     loss: GANLoss,
     iterations: int,
     batch_size: int,
-    n_critic: int,
+    n_critic: int | Callable[[int], int],
     opt_g: torch.optim.Optimizer,
     opt_d: torch.optim.Optimizer,
     latent: SampleLatent,
@@ -122,9 +122,12 @@ def train_gan(
     interruption). With `samples_dir` and `samples_every`, a grid of G on 64 fixed codes (drawn
     from their own generator, seeded `samples_seed`, so sampling never moves the training stream)
     is saved as `samples_dir/iter_XXXXXX.png` every `samples_every` iterations and at the end.
-    Returns the networks in eval mode.
+    `n_critic` is a number of critic steps per iteration or a schedule `n_critic(iteration)`
+    (Arjovsky et al.'s code trains the critic 100 times for the first 25 generator iterations and
+    every 500th). Returns the networks in eval mode.
     """
-    if iterations < 0 or batch_size < 1 or n_critic < 1:
+    schedule = n_critic if callable(n_critic) else (lambda _it, k=n_critic: k)
+    if iterations < 0 or batch_size < 1 or (not callable(n_critic) and n_critic < 1):
         raise ReproError(
             f"train_gan: iterations {iterations}, batch_size {batch_size} and n_critic {n_critic} "
             "must be >= 0, >= 1 and >= 1"
@@ -197,7 +200,10 @@ def train_gan(
                 g_loss.backward()
                 opt_g.step()
                 critic.requires_grad_(True)
-            for _ in range(n_critic):
+            steps = schedule(it)
+            if steps < 1:
+                raise ReproError(f"train_gan: the n_critic schedule gave {steps} at iteration {it}")
+            for _ in range(steps):
                 idx = torch.randint(0, x.shape[0], (batch_size,), generator=rng, device=device)
                 real = x[idx]
                 z = latent(batch_size, rng)

@@ -142,7 +142,7 @@ def test_after_critic_step_runs_after_every_critic_update() -> None:
                 p.data.clamp_(-0.01, 0.01)
 
     run = _train_with(Clipped())
-    assert max(float(p.abs().max()) for p in run.critic.parameters()) <= 0.01
+    assert max(float(p.detach().abs().max()) for p in run.critic.parameters()) <= 0.01
 
 
 def _train_with(loss: WGANGP) -> GANRun:
@@ -178,3 +178,21 @@ def test_bad_loop_settings_are_refused() -> None:
             opt_g=torch.optim.Adam(gen.parameters()), opt_d=torch.optim.Adam(critic.parameters()),
             latent=lambda n, rng: torch.randn(n, 2, generator=rng), rng=torch.Generator(),
         )  # fmt: skip
+
+
+def test_a_critic_schedule_sets_the_steps_per_iteration() -> None:
+    calls: list[int] = []
+
+    class Counting(WGANGP):
+        def after_critic_step(self, critic: nn.Module) -> None:
+            calls.append(1)
+
+    gen, critic = _toy()
+    train_gan(
+        gen, critic, _data(), loss=Counting(), iterations=4, batch_size=8,
+        n_critic=lambda it: 3 if it < 2 else 1,
+        opt_g=torch.optim.Adam(gen.parameters()), opt_d=torch.optim.Adam(critic.parameters()),
+        latent=lambda n, rng: torch.randn(n, 2, generator=rng), rng=torch.Generator(),
+        progress=False,
+    )  # fmt: skip
+    assert len(calls) == 3 + 3 + 1 + 1
