@@ -9,7 +9,7 @@ adaptive BPDA attack that the paper did not run (README.md).
 Map (paper -> module; each module maps its own part further):
 - the WGAN-GP generator/critic and classifiers A-F (Tables 5-6; the released code) -> `models`.
 - WGAN-GP training (Section 3; Gulrajani et al. 2017: the loss from `repro.wgan_gp`, the loop
-  `repro.gan.train_gan`), with resumable checkpoints -> `gan`.
+  `repro.gan_loop.train_gan`), with resumable checkpoints -> `gan`.
 - z* = argmin ||G(z) - x||^2 with L steps and R restarts (Section 3.2, Algorithm 1)
   -> `projection`.
 - the defended classifier C(G(z*)), Defense-GAN-Orig/-Rec, the MSE detector (Section 3.3)

@@ -7,7 +7,7 @@ Adam lr 1e-4, betas (0.5, 0.9) for both networks, batch 50, 5 critic steps per g
 gradient penalty weight 10, 200,000 generator iterations, a checkpoint every 500 iterations.
 
 The method is Gulrajani et al.'s and lives in their folder (`repro.wgan_gp`: the penalty, the
-critic's and the generator's losses); the loop is the toolkit's (`repro.gan.train_gan`: n_critic
+critic's and the generator's losses); the loop is the toolkit's (`repro.gan_loop.train_gan`: n_critic
 critic steps per generator step, checkpoints that resume bit-identically). This module only fixes
 Defense-GAN's networks (`repro.defense_gan.models`) and the released code's settings.
 
@@ -38,7 +38,7 @@ from torch import Tensor
 
 from repro.defense_gan.models import LATENT_DIM, Critic, Generator
 from repro.env import fork_generator
-from repro.gan import train_gan
+from repro.gan_loop import train_gan
 from repro.wgan_gp import WGANGP
 
 

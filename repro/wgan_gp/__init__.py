@@ -3,14 +3,14 @@
 Paper: "Improved Training of Wasserstein GANs", https://arxiv.org/abs/1704.00028 — Algorithm 1 and
 Section 4 (Eq. 3). Official code: github.com/igul222/improved_wgan_training (TensorFlow).
 Reproduces: nothing on its own yet (a method-only folder); `repro.defense_gan` trains its generator
-with it through the toolkit's loop `repro.gan.train_gan`.
+with it through the toolkit's loop `repro.gan_loop.train_gan`.
 Map:
   - Eq. 3, the penalty λ E_{x̂}[(‖∇_x̂ D(x̂)‖₂ − 1)²] at x̂ = ε x + (1 − ε) x̃, ε ~ U[0, 1], with x̃
     a generated sample                                                   -> `gradient_penalty`
   - Algorithm 1, lines 3–9 (the critic's loss D(x̃) − D(x) + penalty)    -> `WGANGP.critic_loss`
   - Algorithm 1, lines 11–12 (the generator's loss −D(G(z)))             -> `WGANGP.generator_loss`
   - Algorithm 1 itself (n_critic critic steps per generator step, Adam for both networks)
-                                                                         -> `repro.gan.train_gan`
+                                                                         -> `repro.gan_loop.train_gan`
   - the paper's hyperparameters λ = 10, n_critic = 5, Adam α 1e-4, β1 0, β2 0.9 -> `PAPER`;
     its MNIST script's β1 = 0.5 (gan_mnist.py), which Defense-GAN's code also uses
                                                                          -> `MNIST_CODE`
@@ -59,7 +59,7 @@ def gradient_penalty(critic: nn.Module, real: Tensor, fake: Tensor, alpha: Tenso
 
 @dataclass(frozen=True)
 class WGANGP:
-    """The `repro.gan.GANLoss` of WGAN-GP: the critic minimises D(G(z)) − D(x) + λ·penalty, the
+    """The `repro.gan_loop.GANLoss` of WGAN-GP: the critic minimises D(G(z)) − D(x) + λ·penalty, the
     generator −D(G(z)); the logged statistic is the Wasserstein estimate D(x) − D(G(z))."""
 
     gp_weight: float = 10.0

@@ -1,4 +1,4 @@
-"""repro.gan.train_gan (the one GAN loop) and repro.wgan_gp (its first loss): the loop learns,
+"""repro.gan_loop.train_gan (the one GAN loop) and repro.wgan_gp (its first loss): the loop learns,
 resumes bit-identically, refuses a foreign checkpoint, writes sample grids without moving the
 training stream, and the gradient penalty is Eq. 3."""
 
@@ -11,7 +11,7 @@ import torch
 from torch import Tensor, nn
 
 from repro import ReproError
-from repro.gan import GANRun, train_gan
+from repro.gan_loop import GANRun, train_gan
 from repro.wgan_gp import PAPER, WGANGP, gradient_penalty
 
 
