@@ -1,0 +1,134 @@
+"""repro.robust_eval: the shared battery orders attacks as it must (clean ≥ FGSM ≥ worst case, more
+PGD steps and restarts never help the model), repeats under a seed, flags a weak paper attack, and
+records what the site reads."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from torch import Tensor, nn
+
+from repro import ReproError
+from repro.data import available, load_dataset
+from repro.record import Recorder
+from repro.robust_eval import GAP_FLAG, Protocol, autoattack, evaluate
+from repro.train import train_classifier
+
+
+class Tiny(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(1, 8, 5, stride=2)
+        self.fc = nn.Linear(8 * 12 * 12, 10)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.fc(torch.relu(self.conv(x)).flatten(1))
+
+
+@pytest.fixture(scope="module")
+def victim() -> tuple[nn.Module, Tensor, Tensor]:
+    if not available("fashion_mnist", split="test"):
+        pytest.skip("Fashion-MNIST is not available")
+    data = load_dataset("fashion_mnist", "test")
+    torch.manual_seed(0)
+    model = Tiny()
+    train_classifier(model, data.x[:512], data.y[:512], epochs=3, batch_size=64, lr=3e-3,
+                     generator=torch.Generator().manual_seed(0), progress=False)  # fmt: skip
+    return model.eval(), data.x[512:576].clone(), data.y[512:576].clone()
+
+
+def test_the_battery_orders_the_attacks(victim: tuple[nn.Module, Tensor, Tensor]) -> None:
+    model, x, y = victim
+    report = evaluate(model, x, y, Protocol(eps=0.05, restarts=2, autoattack="apgd"),
+                      progress=False)  # fmt: skip
+    acc = {a: report.accuracy(a) for a in report.correct}
+    assert set(acc) == {"clean", "fgsm", "pgd20", "pgd100", "cw_pgd", "autoattack", "worst"}
+    assert acc["clean"] > 50
+    assert acc["clean"] >= acc["fgsm"] >= acc["worst"]
+    assert acc["pgd100"] <= acc["clean"] - 10  # eps 0.05 breaks an undefended model
+    assert acc["worst"] == min(acc[a] for a in acc)
+    # the worst case is per example: no attack's survivors are fewer
+    for name, ok in report.correct.items():
+        assert bool((report.correct["worst"] <= ok).all()), name
+    assert report.name("autoattack") == "apgd_ce_t"  # the reduced version is never called AA
+
+
+def test_same_seed_same_numbers_and_the_model_is_left_as_it_was(
+    victim: tuple[nn.Module, Tensor, Tensor],
+) -> None:
+    model, x, y = victim
+    model.train()
+    flags = [p.requires_grad for p in model.parameters()]
+    proto = Protocol(
+        eps=0.05, restarts=2, attacks=("clean", "pgd20", "autoattack"), autoattack="apgd"
+    )
+    a = evaluate(model, x, y, proto, progress=False)
+    b = evaluate(model, x, y, proto, progress=False)
+    assert model.training and [p.requires_grad for p in model.parameters()] == flags
+    model.eval()
+    for name in a.correct:
+        assert torch.equal(a.correct[name], b.correct[name]), name
+
+
+def test_a_weak_paper_attack_is_flagged(victim: tuple[nn.Module, Tensor, Tensor]) -> None:
+    model, x, y = victim
+    proto = Protocol(eps=0.05, attacks=("clean", "pgd20"))
+    no_attack = evaluate(model, x, y, proto, paper_attack=lambda m, xb, yb: xb, progress=False)
+    gap = no_attack.gap()
+    assert gap is not None and gap > GAP_FLAG and no_attack.flagged()
+    from repro.madry_pgd import pgd_linf
+
+    strong = evaluate(model, x, y, proto, progress=False,
+                      paper_attack=lambda m, xb, yb: pgd_linf(
+                          m, xb, yb, eps=0.05, step_size=0.005, steps=40))  # fmt: skip
+    strong_gap = strong.gap()
+    assert strong_gap is not None and strong_gap <= GAP_FLAG and not strong.flagged()
+    assert evaluate(model, x, y, proto, progress=False).gap() is None
+
+
+def test_standard_autoattack_is_at_least_as_strong_as_its_first_two_parts(
+    victim: tuple[nn.Module, Tensor, Tensor],
+) -> None:
+    model, x, y = victim
+    x, y = x[:16], y[:16]
+    full = autoattack(model, x, y, eps=0.05, version="standard")
+    part = autoattack(model, x, y, eps=0.05, version="apgd")
+    right_full = (model(full).argmax(1) == y).sum()
+    right_part = (model(part).argmax(1) == y).sum()
+    assert right_full <= right_part
+    assert (full - x).abs().max() <= 0.05 + 1e-6 and full.min() >= 0 and full.max() <= 1
+
+
+def test_record_writes_what_the_site_reads(
+    victim: tuple[nn.Module, Tensor, Tensor], tmp_path: Path
+) -> None:
+    model, x, y = victim
+    report = evaluate(model, x, y, Protocol(eps=0.05, attacks=("clean", "fgsm")),
+                      paper_attack=lambda m, xb, yb: xb, progress=False)  # fmt: skip
+    rec = Recorder(tmp_path, echo=False)
+    report.record(rec, "natural", dataset="fashion_mnist")
+    metrics = {m["name"]: m for m in json.loads(rec.path.read_text())["metrics"]}
+    assert metrics["robustness.natural.eps"]["value"] == 0.05
+    fgsm = metrics["robustness.natural.fgsm"]
+    assert fgsm["value"] == pytest.approx(report.accuracy("fgsm"))
+    assert fgsm["info"]["dataset"] == "fashion_mnist" and fgsm["info"]["correct"]
+    low, high = (
+        metrics["robustness.natural.fgsm.ci95_low"],
+        metrics["robustness.natural.fgsm.ci95_high"],
+    )
+    assert low["value"] <= fgsm["value"] <= high["value"]
+    assert metrics["robustness.natural.gap"]["info"]["flagged"] is True
+    with pytest.raises(ReproError, match="letters, digits"):
+        report.record(rec, "bad.name")
+
+
+def test_bad_protocols_are_one_line_errors() -> None:
+    with pytest.raises(ReproError, match="eps"):
+        Protocol(eps=0)
+    with pytest.raises(ReproError, match="unknown attacks"):
+        Protocol(eps=0.1, attacks=("clean", "deepfool"))
+    with pytest.raises(ReproError, match="autoattack"):
+        Protocol(eps=0.1, autoattack="plus")
