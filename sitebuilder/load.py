@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 from collections import defaultdict
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +32,7 @@ from sitebuilder.adaptive import adaptive_findings
 from sitebuilder.charts import bar, charts, scatters
 from sitebuilder.markdown import render_markdown
 from sitebuilder.pivot import source_tables
+from sitebuilder.robustness import RobustRow, robustness_rows
 from sitebuilder.status import PENDING, SCALE_ORDER, VERDICT_LABELS, Status, paper_status
 from sitebuilder.tables import (
     DATASET_LABELS,
@@ -166,6 +167,7 @@ class SiteData:
     comparison_pending: list[ReproRef]
     shown_runs: list[RunView]  # runs whose figures and notebook are published
     scoreboard: list[ScoreRow]
+    robustness: list[RobustRow] = field(default_factory=list)  # every robust model, same attacks
 
 
 def _review_meta(front_matter: Mapping[str, Any] | None) -> list[tuple[str, str]]:
@@ -511,7 +513,14 @@ def load(session: Session, runs_dir: Path, root: Path) -> SiteData:
             compared(repro.slug, run)
     comparison, pending = build_comparison(repros, expected_of, by_key, latest_ok, compared_of)
     board = _scoreboard(papers, runs_of, latest_ok, compared_of)
-    return SiteData(papers, list_views, runs, comparison, pending, shown_runs, board)
+    titles = {
+        repro.slug: (by_key[repro.paper_key].title, by_key[repro.paper_key].page)
+        for repro in repros
+        if repro.paper_key in by_key
+    }
+    latest = [run for scales in latest_ok.values() for run in scales.values()]
+    robust = robustness_rows(latest, titles)
+    return SiteData(papers, list_views, runs, comparison, pending, shown_runs, board, robust)
 
 
 def _scoreboard(

@@ -6,6 +6,7 @@ Pages (all links relative, no request leaves the page):
     papers/<key>.html               facts, BibTeX, list notes, our review, the reproduction
     lists/<slug>.html               a reading list in its own order, with its notes
     runs.html                       recent runs and failures with their error
+    robustness.html                 every robust model under the same attacks (repro.robust_eval)
     scoreboard.html                 every reproduction: status, claims, verdicts per scale,
                                     last run, adaptive attacks
     comparison.html                 every reproduced defense under the same attack and dataset
@@ -37,6 +38,8 @@ from catalog.config import PACKAGE_ROOT, project_root
 from sitebuilder.images import png_size
 from sitebuilder.load import SiteData, load
 from sitebuilder.markdown import normalize_headings, sanitize_notebook_html
+from sitebuilder.robustness import COLUMNS as ROBUST_COLUMNS
+from sitebuilder.robustness import GAP_FLAG
 from sitebuilder.status import STATUSES, status_css
 from sitebuilder.tables import UNSTATED
 from sitebuilder.text import safe_name, search_text, wbr
@@ -324,6 +327,14 @@ def _build(session: Session, out: Path, runs_dir: Path, root: Path, report: Publ
         "scoreboard",
         rows=catalog.scoreboard,
         totals=_totals(catalog),
+    )
+    page(
+        "robustness.html",
+        "robustness.html",
+        "robustness",
+        rows=catalog.robustness,
+        columns=ROBUST_COLUMNS,
+        gap_flag=GAP_FLAG,
     )
     page(
         "comparison.html",

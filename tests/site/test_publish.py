@@ -727,7 +727,7 @@ def test_cli_publish(catalog_db: tuple[str, Path], tmp_path: Path) -> None:
     out = tmp_path / "cli-site"
     result = CliRunner().invoke(app, ["publish", "--out", str(out), "--runs-dir", str(runs_dir)])
     assert result.exit_code == 0, result.output
-    assert "18 pages (7 papers, 2 lists, 6 runs, 5 notebooks, 3 figures)" in result.output
+    assert "19 pages (7 papers, 2 lists, 6 runs, 5 notebooks, 3 figures)" in result.output
     assert (out / "index.html").is_file()
     foreign = tmp_path / "foreign"
     foreign.mkdir()

@@ -460,6 +460,26 @@ def test_scoreboard(site: tuple[Path, PublishReport]) -> None:
     assert '<a href="scoreboard.html" aria-current="page">Scoreboard</a>' in html
 
 
+def test_robustness_page_lines_up_every_model_under_the_same_attacks(
+    site: tuple[Path, PublishReport],
+) -> None:
+    out, _ = site
+    path = out / "robustness.html"
+    html = path.read_text()
+    rows = re.findall(r"<tr( class=\"flagged\")?>\s*<th scope=\"row\">(.*?)</tr>", html, re.S)
+    assert len(rows) == 2  # the Madry run's two models; runs without the battery add nothing
+    (flag_at, at), (flag_nat, nat) = sorted(rows, key=lambda r: "natural" in r[1])
+    at_text = _plain(at)
+    assert "madry_pgd · pgd_at" in at_text and "full" in at_text
+    # columns in the battery's order; the interval beside PGD-100; missing attacks are dashes
+    assert "98.5 89.9 – – 88.1 [86, 90.2] – 80.7 – 80.7 +9.2" in at_text
+    assert flag_at and "flagged: the paper's evaluation overestimates" in at_text
+    assert not flag_nat and "madry_pgd · natural" in _plain(nat) and "flagged" not in _plain(nat)
+    assert '<a href="robustness.html" aria-current="page">Robustness</a>' in html
+    # the other pages link to it
+    assert 'href="robustness.html"' in (out / "scoreboard.html").read_text()
+
+
 def test_gallery_groups_figures_by_run(site: tuple[Path, PublishReport]) -> None:
     out, _ = site
     html = paper_page(out, DG).read_text()
