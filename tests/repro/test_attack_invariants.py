@@ -140,6 +140,28 @@ def _minimal_universal_transfer_rows() -> list[tuple[Any, ...]]:
     ]  # fmt: skip
 
 
+def _rp2_rows() -> list[tuple[Any, ...]]:
+    """RP2's sticker attack, targeted to the next class (a transformation attack: no L-inf ball;
+    its change is confined to 4 rectangles of 4x5 pixels, so its L2 norm is at most sqrt(80))."""
+    from repro.rp2 import sticker_attack
+    from repro.transforms import TransformDistribution
+
+    views = TransformDistribution(
+        scale=(0.7, 1.0), yaw_deg=30.0, brightness=0.1, blur_sigma=(0.0, 0.5)
+    )
+    return [
+        (
+            "rp2_sticker_next_class",
+            lambda m, x, y, g: sticker_attack(
+                m, x, y, target=(y + 1) % 10, conditions=views, samples=2, l1_steps=3, steps=5,
+                generator=g,
+            ),
+            None,
+            80**0.5,
+        ),
+    ]  # fmt: skip
+
+
 ATTACKS: list[tuple[Any, ...]] = [
     # --- fgsm / madry_pgd (first papers) ---
     *_fgsm_rows(),
@@ -148,6 +170,7 @@ ATTACKS: list[tuple[Any, ...]] = [
     *_rand_fgsm_cw_blackbox_rows(),  # ensemble_adv, carlini_wagner, papernot_blackbox
     *_obfuscated_gradients_rows(),  # obfuscated_gradients: EOT-PGD, the latent-space L2 attack
     *_minimal_universal_transfer_rows(),  # deepfool, szegedy_lbfgs, uap, liu_transfer
+    *_rp2_rows(),  # rp2
 ]
 
 
