@@ -24,11 +24,21 @@ from torch import Tensor, nn
 from repro import ReproError
 from repro.env import progress_bar
 
-__all__ = ["Attack", "accuracy", "frozen", "predict", "robust_accuracy", "train_classifier"]
+__all__ = [
+    "Attack",
+    "Objective",
+    "accuracy",
+    "frozen",
+    "predict",
+    "robust_accuracy",
+    "train_classifier",
+]
 
 #: `attack(model, x, y) -> x_adv`: the type of every attack and adversary in the repository (the
 #: attacks' own settings are bound with `functools.partial`).
 Attack = Callable[[nn.Module, Tensor, Tensor], Tensor]
+#: `objective(model, x, y) -> loss`: a batch's training loss other than cross-entropy.
+Objective = Callable[[nn.Module, Tensor, Tensor], Tensor]
 
 
 def _optimizer(
@@ -58,6 +68,8 @@ def train_classifier(
     generator: torch.Generator | None = None,
     desc: str = "train",
     progress: bool = True,
+    objective: Objective | None = None,
+    lr_schedule: Callable[[int], float] | None = None,
 ) -> list[float]:
     """Train `model` with cross-entropy on `(x, y)`; return the mean loss of each epoch.
 
@@ -65,7 +77,16 @@ def train_classifier(
     is ignored). `generator` (a CPU generator, e.g. from `repro.env.seed_everything`) fixes the
     batch order; the last, smaller batch of an epoch is kept. The model's train/eval mode is
     restored at the end.
+
+    `objective(model, x, y) -> loss` replaces the loss of a batch (TRADES, the papers' own
+    regularisers: they live in their folders); it is called in training mode, and an attack it
+    runs inside should run under `frozen(model)` (eval mode, as `adversary` is run). It cannot
+    be combined with `adversary`. `lr_schedule(epoch) -> factor` multiplies the learning rate
+    during each epoch (torch's `LambdaLR`, stepped after every epoch), e.g. a piecewise-constant
+    decay.
     """
+    if objective is not None and adversary is not None:
+        raise ReproError(f"{desc}: give an objective or an adversary, not both")
     if epochs < 0 or batch_size <= 0:
         raise ReproError(f"{desc}: epochs must be >= 0 and batch_size > 0")
     if not 0.0 <= adv_weight <= 1.0:
@@ -74,6 +95,7 @@ def train_classifier(
         raise ReproError(f"{desc}: {x.shape[0]} inputs but {y.shape[0]} labels")
     n = int(x.shape[0])
     opt = _optimizer(model, optimizer, lr)
+    scheduler = None if lr_schedule is None else torch.optim.lr_scheduler.LambdaLR(opt, lr_schedule)
     steps = (n + batch_size - 1) // batch_size
     was_training = model.training
     clean_weight = 1.0 if adversary is None else 1.0 - adv_weight
@@ -88,12 +110,14 @@ def train_classifier(
                 idx = order[start : start + batch_size]
                 xb, yb = x[idx], y[idx]
                 loss = torch.zeros((), device=x.device)
-                if adversary is not None and adv_weight > 0:
+                if objective is not None:
+                    loss = objective(model, xb, yb)
+                elif adversary is not None and adv_weight > 0:
                     model.eval()
                     x_adv = adversary(model, xb, yb).detach()
                     model.train()
                     loss = loss + adv_weight * F.cross_entropy(model(x_adv), yb)
-                if clean_weight > 0:
+                if objective is None and clean_weight > 0:
                     loss = loss + clean_weight * F.cross_entropy(model(xb), yb)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
@@ -101,6 +125,8 @@ def train_classifier(
                 total += loss.detach() * yb.shape[0]
                 bar.update(1)
             losses.append(float(total) / n)
+            if scheduler is not None:
+                scheduler.step()
             bar.set_postfix(epoch=epoch + 1, loss=f"{losses[-1]:.4f}", refresh=False)
     finally:
         bar.close()

@@ -80,6 +80,50 @@ def test_adversarial_training_mixes_clean_and_adversarial_loss() -> None:
         assert torch.allclose(pa, pb)
 
 
+def test_an_objective_replaces_the_loss_of_a_batch() -> None:
+    """Cross-entropy written as an objective trains exactly as the default loss does; a
+    different objective trains differently, and is called in training mode."""
+    import torch.nn.functional as F
+
+    x, y = problem(64)
+    kwargs = dict(epochs=2, batch_size=16, lr=1e-2, progress=False)
+    a, b, c = model(), model(), model()
+    modes: list[bool] = []
+
+    def smoothed(m: nn.Module, xb: Tensor, yb: Tensor) -> Tensor:
+        modes.append(m.training)
+        return F.cross_entropy(m(xb), yb, label_smoothing=0.2)
+
+    train_classifier(a, x, y, generator=seed_everything(1), **kwargs)
+    train_classifier(b, x, y, generator=seed_everything(1), **kwargs,
+                     objective=lambda m, xb, yb: F.cross_entropy(m(xb), yb))  # fmt: skip
+    train_classifier(c, x, y, generator=seed_everything(1), **kwargs, objective=smoothed)
+    for pa, pb in zip(a.parameters(), b.parameters(), strict=True):
+        assert torch.equal(pa, pb)
+    assert not all(
+        torch.equal(pa, pc) for pa, pc in zip(a.parameters(), c.parameters(), strict=True)
+    )
+    assert modes == [True] * 8
+    with pytest.raises(ReproError, match="not both"):
+        train_classifier(model(), x, y, epochs=1, batch_size=16, lr=0.1,
+                         objective=smoothed, adversary=lambda m, xb, yb: xb)  # fmt: skip
+
+
+def test_a_learning_rate_schedule_applies_per_epoch() -> None:
+    x, y = problem(64)
+    rates: list[float] = []
+    net = model()
+    opt = torch.optim.SGD(net.parameters(), lr=0.1)
+
+    def spy(m: nn.Module, xb: Tensor, yb: Tensor) -> Tensor:
+        rates.append(opt.param_groups[0]["lr"])
+        return torch.nn.functional.cross_entropy(m(xb), yb)
+
+    train_classifier(net, x, y, epochs=3, batch_size=32, lr=0.0, optimizer=opt, objective=spy,
+                     lr_schedule=lambda epoch: 1.0 if epoch < 2 else 0.1, progress=False)  # fmt: skip
+    assert rates == pytest.approx([0.1, 0.1, 0.1, 0.1, 0.01, 0.01])
+
+
 def test_bad_arguments() -> None:
     x, y = problem(8)
     with pytest.raises(ReproError, match="optimizer 'rmsprop'"):
