@@ -8,16 +8,14 @@ on a small CNN trained by the toolkit on the Fashion-MNIST training split: its 1
 penultimate layer for FID, its logits for IS. The numbers are named for what they are — "FID
 (F-MNIST classifier features)" — and are never presented as, or compared with, Inception numbers.
 
-The network is trained once per setting and cached under `cache_dir()/models/`, with the SHA-256
-of its weights file beside it; a cached file whose checksum differs is refused (retrained only
-when the user deletes it), and every run records the checksum, so two numbers are comparable only
-when their extractors' checksums agree.
+The network is trained once per setting and kept in the toolkit's model cache
+(`repro.model_cache`: `cache_dir()/models/`, the SHA-256 of its weights beside it; a file whose
+checksum differs is refused, retrained only when the user deletes it); every run records the
+checksum, so two numbers are comparable only when their extractors' checksums agree.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +24,7 @@ import torch
 from torch import Tensor, nn
 
 from repro import ReproError
-from repro.data import ChecksumMismatch, cache_dir, load_dataset
+from repro.data import load_dataset
 
 __all__ = [
     "LABEL",
@@ -90,14 +88,6 @@ class FeatureExtractor:
                 "version": _VERSION}  # fmt: skip
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def fmnist_feature_net(
     *,
     device: str | torch.device = "cpu",
@@ -107,54 +97,34 @@ def fmnist_feature_net(
     seed: int = 0,
     progress: bool = True,
 ) -> FeatureExtractor:
-    """The Fashion-MNIST feature network: loaded from the cache when it is there (checksum
-    verified), else trained by `repro.train.train_classifier` (Adam 1e-3, batch 128, `epochs` over
-    the first `n_train` training images, 0 = all 60,000) and stored with its checksum.
+    """The Fashion-MNIST feature network: loaded from the toolkit's model cache when it is there
+    (checksum verified, `repro.model_cache`), else trained by `repro.train.train_classifier`
+    (Adam 1e-3, batch 128, `epochs` over the first `n_train` training images, 0 = all 60,000)
+    and stored with its checksum.
 
     Raises `ChecksumMismatch` when a cached file does not match its recorded checksum.
     """
+    from repro.model_cache import cached
     from repro.train import accuracy, train_classifier
 
-    settings = {"version": _VERSION, "n_train": n_train, "epochs": epochs, "seed": seed}
-    stem = (
-        "fmnist-features-"
-        + hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:12]
-    )
-    folder = cache_dir() / "models"
-    path, meta_path = folder / f"{stem}.pt", folder / f"{stem}.json"
-    net = FeatureNet()
-    if path.exists() and meta_path.exists():
-        meta = json.loads(meta_path.read_text())
-        digest = _sha256(path)
-        if digest != meta["sha256"]:
-            raise ChecksumMismatch(
-                f"{path}: SHA-256 {digest[:12]}… differs from the recorded {meta['sha256'][:12]}…; "
-                "delete the file to retrain the feature network"
-            )
-        net.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
-        return FeatureExtractor(net.to(device).eval(), digest, float(meta["test_accuracy"]), path)
+    def train(net: nn.Module) -> dict[str, float]:
+        tr = load_dataset("fashion_mnist", "train", data_dir=data_dir, device=device)
+        te = load_dataset("fashion_mnist", "test", data_dir=data_dir, device=device)
+        x, y = (tr.x, tr.y) if n_train <= 0 else (tr.x[:n_train], tr.y[:n_train])
+        torch.manual_seed(seed)
+        net.load_state_dict(FeatureNet().state_dict())  # the seeded initialisation
+        train_classifier(
+            net, x, y, epochs=epochs, batch_size=128, lr=1e-3,
+            generator=torch.Generator().manual_seed(seed),
+            desc="F-MNIST feature network", progress=progress,
+        )  # fmt: skip
+        return {"test_accuracy": accuracy(net, te.x, te.y)}
 
-    train = load_dataset("fashion_mnist", "train", data_dir=data_dir, device=device)
-    test = load_dataset("fashion_mnist", "test", data_dir=data_dir, device=device)
-    x, y = (train.x, train.y) if n_train <= 0 else (train.x[:n_train], train.y[:n_train])
-    torch.manual_seed(seed)
-    net = FeatureNet().to(device)
-    train_classifier(
-        net, x, y, epochs=epochs, batch_size=128, lr=1e-3,
-        generator=torch.Generator(device=x.device).manual_seed(seed),
-        desc="F-MNIST feature network", progress=progress,
-    )  # fmt: skip
-    acc = accuracy(net, test.x, test.y)
-    folder.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".{os.getpid()}.tmp")
-    torch.save({k: v.cpu() for k, v in net.state_dict().items()}, tmp)
-    digest = _sha256(tmp)
-    os.replace(tmp, path)  # atomic: a concurrent reader never sees half a file
-    meta = {**settings, "sha256": digest, "test_accuracy": acc, "torch": torch.__version__}
-    meta_tmp = meta_path.with_suffix(f".{os.getpid()}.tmp")
-    meta_tmp.write_text(json.dumps(meta, indent=2) + "\n")
-    os.replace(meta_tmp, meta_path)
-    return FeatureExtractor(net.eval(), digest, acc, path)
+    settings = {"version": _VERSION, "n_train": n_train, "epochs": epochs, "seed": seed}
+    model = cached("fmnist-features", settings, FeatureNet, train, device=device)
+    net = model.net
+    assert isinstance(net, FeatureNet)
+    return FeatureExtractor(net, model.sha256, float(model.meta["test_accuracy"]), model.path)
 
 
 def _batches(x: Tensor, batch_size: int) -> list[Tensor]:
