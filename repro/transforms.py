@@ -278,6 +278,21 @@ class Transforms:
             noise=pick(self.noise),
         )
 
+    @staticmethod
+    def cat(parts: list[Transforms]) -> Transforms:
+        """Sampled batches one after the other; a photometric field is kept when every part
+        has it (else dropped: None)."""
+        if not parts:
+            raise ReproError("Transforms.cat of no batches")
+
+        def join(name: str) -> Tensor | None:
+            values = [getattr(p, name) for p in parts]
+            return None if any(v is None for v in values) else torch.cat(values)
+
+        matrix = join("matrix")
+        assert matrix is not None
+        return Transforms(matrix, join("brightness"), join("blur"), join("noise"))
+
     def to(self, device: torch.device | str) -> Transforms:
         def move(t: Tensor | None) -> Tensor | None:
             return None if t is None else t.to(device)

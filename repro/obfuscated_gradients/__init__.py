@@ -15,7 +15,8 @@ Map:
   - the attack itself: any gradient attack on the wrapper     -> e.g. `repro.madry_pgd.pgd_linf`
     on `BPDAWrapper(project, classifier)`.
   - Section 4.3, EOT: for a randomised defense f_t, follow ∇ E_t[L(f_t(x))] estimated by the mean
-    of the gradients of `samples` independent draws per step; keep per example the best iterate
+    of the gradients of `samples` independent draws per step (the estimator is EOT's own, in
+    its paper's folder: `repro.eot.eot_loss_and_grad`); keep per example the best iterate
                                                                          -> `eot_pgd_linf`
   - Section 5 (Defense-GAN): adversarial examples on the generator's range: from the inversion
     z_0 of x, minimise ||G(z) - x||^2 + c max(Z_y - max_{i != y} Z_i, -kappa) over z (their
@@ -39,6 +40,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from repro.eot import eot_loss_and_grad
 from repro.train import frozen
 
 __all__ = ["BPDAWrapper", "bpda", "eot_pgd_linf", "identity", "latent_cw_l2"]
@@ -133,22 +135,6 @@ def _uniform_ball(x: Tensor, eps: float, generator: torch.Generator | None) -> T
     return (x + eps * (2.0 * u - 1.0)).clamp(0.0, 1.0)
 
 
-def _eot_loss_and_grad(
-    model: nn.Module, x: Tensor, y: Tensor, samples: int
-) -> tuple[Tensor, Tensor]:
-    """Mean over `samples` forward passes (each its own draw) of the per-example CE, and the
-    mean of its input gradients."""
-    x = x.detach().requires_grad_(True)
-    total = torch.zeros(x.shape[0], device=x.device, dtype=x.dtype)
-    grad = torch.zeros_like(x)
-    for _ in range(samples):
-        loss = F.cross_entropy(model(x), y, reduction="none")
-        (g,) = torch.autograd.grad(loss.sum(), x)
-        total += loss.detach()
-        grad += g
-    return total / samples, grad / samples
-
-
 def eot_pgd_linf(
     model: nn.Module,
     x: Tensor,
@@ -203,7 +189,9 @@ def eot_pgd_linf(
             xs, ys = x[idx], y[idx]
             x_adv = _uniform_ball(xs, eps, generator) if random_start else xs.clone()
             for step in range(steps + 1):
-                loss, grad = _eot_loss_and_grad(model, x_adv, ys, samples)
+                loss, grad = eot_loss_and_grad(
+                    lambda v, ys=ys: F.cross_entropy(model(v), ys, reduction="none"), x_adv, samples
+                )
                 if judge is not None:
                     with torch.no_grad():
                         wrong = judge(x_adv).argmax(dim=1) != ys

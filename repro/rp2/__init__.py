@@ -17,9 +17,9 @@ Map from the paper to the code:
 - the perturbed object, x' = x + M_x·δ inside the valid pixel range (the official code's clip
   of the noise to ±20 and of x + M·δ to [0, 1]) -> `apply_sticker`
 - the RP2 objective: argmin_δ λ‖M_x·δ‖_p + NPS + E_{x_i ~ X^V} J(f(T_i(x_i + M_x·δ)), y*),
-  Adam (lr 0.1, β 0.9 / 0.999), J the cross-entropy to the target -> `rp2`; the expectation is a
-  batched mean over the views sampled per image and step from a
-  `repro.transforms.TransformDistribution` -> `expected_target_loss`
+  Adam (lr 0.1, β 0.9 / 0.999), J the cross-entropy to the target -> `rp2`; the expectation is
+  EOT's (Athalye et al., whose folder it lives in): a batched mean over the views sampled per
+  image and step from a `repro.transforms.TransformDistribution` -> `repro.eot.transformed_loss`
 - X^V, the distribution of physical conditions: distance (`repro.transforms.scaling`), viewing
   angle (`repro.transforms.tilt`), lighting (`brighten`) and focus (`blur`) -> a
   `repro.transforms.TransformDistribution` given to `rp2` (the notebook's CONDITIONS)
@@ -71,11 +71,11 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from repro import ReproError
+from repro.eot import transformed_loss
 from repro.train import frozen
 from repro.transforms import (
     TransformDistribution,
     Transforms,
-    expand,
     scaling,
     tilt,
 )
@@ -85,7 +85,6 @@ __all__ = [
     "RP2Result",
     "apply_sticker",
     "attack_success_rate",
-    "expected_target_loss",
     "lisa_cnn",
     "non_printability",
     "object_surface",
@@ -199,21 +198,6 @@ def _targets(target: int | Tensor, n: int, device: torch.device) -> Tensor:
     return t
 
 
-def expected_target_loss(
-    model: nn.Module, x_adv: Tensor, target: Tensor, transforms: Transforms | None, samples: int
-) -> Tensor:
-    """E_{t ~ X^V} J(f(t(x')), y*) per image (B,), as the mean over `samples` sampled views each.
-
-    `transforms` holds B·samples draws, image i's at rows i·samples … (`repro.transforms.expand`'s
-    layout); None means the untransformed image (a single view, `samples` = 1)."""
-    b = x_adv.shape[0]
-    views = expand(x_adv, samples)
-    if transforms is not None:
-        views = transforms.apply(views)
-    loss = F.cross_entropy(model(views), expand(target, samples), reduction="none")
-    return loss.reshape(b, samples).mean(dim=1)
-
-
 class RP2Result(NamedTuple):
     """What `rp2` returns: δ (B, C, H, W), the perturbed objects x' = clip(x + M·δ) before and
     after printing, and the mean objective over the images at every step."""
@@ -270,16 +254,20 @@ def rp2(
     delta = torch.zeros_like(x, requires_grad=True)
     opt = torch.optim.Adam([delta], lr=lr, betas=(0.9, 0.999), eps=1e-8)
     history = torch.zeros(steps, device=x.device)
+    # E_{x_i ~ X^V} J(f(T_i(x + M·δ)), y*): EOT's per-image expectation (Athalye et al.), fresh
+    # `samples` views per image and step, all in one batch
+    expectation = None
+    if conditions is not None:
+        expectation = transformed_loss(
+            model, y_star, conditions, draws=samples, generator=generator
+        )
     with frozen(model):
         for step in range(steps):
             x_adv = apply_sticker(x, delta, mask, noise_clip)
-            views = None
-            if conditions is not None:
-                views = conditions.sample(
-                    b * samples, image_shape=tuple(x.shape[1:]), generator=generator,
-                    device=x.device,
-                )  # fmt: skip
-            per_image = expected_target_loss(model, x_adv, y_star, views, samples)
+            if expectation is None:
+                per_image = F.cross_entropy(model(x_adv), y_star, reduction="none")
+            else:
+                per_image = expectation(x_adv)
             masked = (mask * delta.clamp(-noise_clip, noise_clip)).flatten(1)
             size = masked.abs().sum(dim=1) if norm == "l1" else masked.norm(dim=1)
             per_image = per_image + lam * size

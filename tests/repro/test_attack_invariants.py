@@ -140,6 +140,29 @@ def _minimal_universal_transfer_rows() -> list[tuple[Any, ...]]:
     ]  # fmt: skip
 
 
+def _eot_rows() -> list[tuple[Any, ...]]:
+    """EOT (Athalye et al. 2018): targeted (a random target per image, drawn from the test's
+    generator), l2 budget 2.0; with and without the transformation distribution."""
+    from repro.eot import eot_attack, random_targets
+    from repro.transforms import TransformDistribution
+
+    dist = TransformDistribution(rotation_deg=22.5, translate_px=2.0, scale=(0.9, 1.1),
+                                 brightness=0.05, noise_std=0.1)  # fmt: skip
+
+    def eot(m: nn.Module, x: Tensor, y: Tensor, g: torch.Generator) -> Tensor:
+        return eot_attack(m, x, random_targets(y, 10, generator=g), eps=2.0, step_size=0.5,
+                          steps=5, distribution=dist, draws=4, generator=g)  # fmt: skip
+
+    def single(m: nn.Module, x: Tensor, y: Tensor, g: torch.Generator) -> Tensor:
+        return eot_attack(m, x, random_targets(y, 10, generator=g), eps=2.0, step_size=0.5,
+                          steps=5)  # fmt: skip
+
+    return [
+        ("eot_l2_targeted_4draws", eot, None, 2.0),
+        ("eot_single_view_l2_targeted", single, None, 2.0),
+    ]
+
+
 def _rp2_rows() -> list[tuple[Any, ...]]:
     """RP2's sticker attack, targeted to the next class (a transformation attack: no L-inf ball;
     its change is confined to 4 rectangles of 4x5 pixels, so its L2 norm is at most sqrt(80))."""
@@ -170,6 +193,7 @@ ATTACKS: list[tuple[Any, ...]] = [
     *_rand_fgsm_cw_blackbox_rows(),  # ensemble_adv, carlini_wagner, papernot_blackbox
     *_obfuscated_gradients_rows(),  # obfuscated_gradients: EOT-PGD, the latent-space L2 attack
     *_minimal_universal_transfer_rows(),  # deepfool, szegedy_lbfgs, uap, liu_transfer
+    *_eot_rows(),  # eot: EOT and the single-view targeted l2 attack
     *_rp2_rows(),  # rp2
 ]
 

@@ -172,6 +172,19 @@ def test_transform_batches_slice_and_refuse_mismatched_images() -> None:
     assert torch.equal(T.expand(x, 3)[3], x[1])
 
 
+def test_batches_concatenate_and_drop_a_field_one_part_lacks() -> None:
+    dist = T.TransformDistribution(rotation_deg=10, brightness=0.1)
+    a = dist.sample(2, generator=torch.Generator().manual_seed(0))
+    b = dist.sample(3, generator=torch.Generator().manual_seed(1))
+    both = T.Transforms.cat([a, b])
+    assert len(both) == 5 and torch.equal(both.matrix[2:], b.matrix)
+    assert both.brightness is not None and torch.equal(both.brightness[:2], a.brightness)
+    plain = T.TransformDistribution(rotation_deg=10).sample(1)
+    assert T.Transforms.cat([a, plain]).brightness is None
+    with pytest.raises(ReproError, match="no batches"):
+        T.Transforms.cat([])
+
+
 def test_bad_parameters_are_one_line_errors() -> None:
     with pytest.raises(ReproError, match="half-width"):
         T.TransformDistribution(rotation_deg=-1)
