@@ -111,6 +111,7 @@ def train_gan(
     log_every: int = 100,
     progress: bool = True,
     desc: str | None = None,
+    on_iteration: Callable[[int], None] | None = None,
 ) -> GANRun:
     """Train `generator` and `critic` on images `x` (on the training device) for `iterations`
     generator iterations; resume from `checkpoint` when that file exists.
@@ -124,7 +125,9 @@ def train_gan(
     is saved as `samples_dir/iter_XXXXXX.png` every `samples_every` iterations and at the end.
     `n_critic` is a number of critic steps per iteration or a schedule `n_critic(iteration)`
     (Arjovsky et al.'s code trains the critic 100 times for the first 25 generator iterations and
-    every 500th). Returns the networks in eval mode.
+    every 500th). `on_iteration(iteration)` runs at the start of every iteration, before the
+    generator's step (Progressive GAN's fade-in α, an EMA of G's weights after the previous step,
+    a probe of the gradients); it must not draw from `rng`. Returns the networks in eval mode.
     """
     schedule = n_critic if callable(n_critic) else (lambda _it, k=n_critic: k)
     if iterations < 0 or batch_size < 1 or (not callable(n_critic) and n_critic < 1):
@@ -192,6 +195,8 @@ def train_gan(
         total=end - start, desc=desc or loss.name, enabled=progress, unit="it"
     ) as bar:
         for it in range(start, end):
+            if on_iteration is not None:
+                on_iteration(it)
             if it > 0:
                 z = latent(batch_size, rng)
                 critic.requires_grad_(False)  # no critic gradient during the generator's step

@@ -196,3 +196,11 @@ def test_a_critic_schedule_sets_the_steps_per_iteration() -> None:
         progress=False,
     )  # fmt: skip
     assert len(calls) == 3 + 3 + 1 + 1
+
+
+def test_on_iteration_sees_every_iteration_once_in_order(tmp_path: Path) -> None:
+    seen: list[int] = []
+    ckpt = tmp_path / "gan.pt"
+    _train(_data(), 5, checkpoint=ckpt, stop_after=2, on_iteration=seen.append)
+    _train(_data(), 5, checkpoint=ckpt, on_iteration=seen.append)
+    assert seen == [0, 1, 2, 3, 4]  # resumed at 2: nothing repeated, nothing skipped
