@@ -140,6 +140,26 @@ def _minimal_universal_transfer_rows() -> list[tuple[Any, ...]]:
     ]  # fmt: skip
 
 
+def _spatial_rt_rows() -> list[tuple[Any, ...]]:
+    """Engstrom et al.'s spatial attacks (rotations and translations of +-30 degrees, +-3 px: no
+    Lp ball, eps None): one random transformation, the worst of 10, a coarse exhaustive grid
+    (3 x 3 x 5, with and without early exit) and the first-order attack on the parameters."""
+    from repro.spatial_rt import (
+        first_order_attack,
+        grid_attack,
+        random_transform,
+        worst_of_k_attack,
+    )
+
+    return [
+        ("spatial_random", lambda m, x, y, g: random_transform(m, x, y, generator=g), None),
+        ("spatial_worst_of_10", lambda m, x, y, g: worst_of_k_attack(m, x, y, k=10, generator=g), None),
+        ("spatial_grid_3x3x5", lambda m, x, y, g: grid_attack(m, x, y, granularity=(3, 3, 5)), None),
+        ("spatial_grid_3x3x5_early_exit", lambda m, x, y, g: grid_attack(m, x, y, granularity=(3, 3, 5), early_exit=True), None),
+        ("spatial_first_order_10steps", lambda m, x, y, g: first_order_attack(m, x, y, steps=10, generator=g), None),
+    ]  # fmt: skip
+
+
 def _eot_rows() -> list[tuple[Any, ...]]:
     """EOT (Athalye et al. 2018): targeted (a random target per image, drawn from the test's
     generator), l2 budget 2.0; with and without the transformation distribution."""
@@ -193,6 +213,7 @@ ATTACKS: list[tuple[Any, ...]] = [
     *_rand_fgsm_cw_blackbox_rows(),  # ensemble_adv, carlini_wagner, papernot_blackbox
     *_obfuscated_gradients_rows(),  # obfuscated_gradients: EOT-PGD, the latent-space L2 attack
     *_minimal_universal_transfer_rows(),  # deepfool, szegedy_lbfgs, uap, liu_transfer
+    *_spatial_rt_rows(),  # spatial_rt
     *_eot_rows(),  # eot: EOT and the single-view targeted l2 attack
     *_rp2_rows(),  # rp2
 ]
