@@ -80,3 +80,20 @@ def test_bad_images_are_one_line_errors(extractor: FeatureExtractor) -> None:
         fid(torch.rand(4, 3, 28, 28), torch.rand(4, 3, 28, 28), extractor)
     with pytest.raises(ReproError, match="at least 2"):
         inception_score(torch.rand(1, 1, 28, 28), extractor)
+
+
+def test_the_default_extractor_is_the_file_of_record(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from repro import sample_quality
+    from repro.train import accuracy
+
+    pinned = fmnist_feature_net(progress=False)  # the defaults: no training, the shipped file
+    assert pinned.path == sample_quality.PINNED and pinned.sha256 == sample_quality.PINNED_SHA256
+    test = load_dataset("fashion_mnist", "test")
+    assert accuracy(pinned.net, test.x[:1000], test.y[:1000]) > 0.8
+    spoiled = tmp_path / "spoiled.pt"
+    spoiled.write_bytes(sample_quality.PINNED.read_bytes() + b"x")
+    monkeypatch.setattr(sample_quality, "PINNED", spoiled)
+    with pytest.raises(ChecksumMismatch, match="restore the file from git"):
+        fmnist_feature_net(progress=False)
