@@ -158,23 +158,43 @@ def _check(images: Tensor, what: str) -> None:
         raise ReproError(f"{what}: at least 2 images are needed, got {images.shape[0]}")
 
 
-@torch.no_grad()
+class FIDReference:
+    """FID against one fixed set of real images, whose features are computed once.
+
+    A training curve compares many sample sets with the same real images; torchmetrics keeps the
+    real statistics across `reset()` when `reset_real_features=False`, so only the fakes are
+    embedded per call. `FIDReference(real, extractor)(fake)` equals `fid(real, fake, extractor)`.
+    """
+
+    def __init__(self, real: Tensor, extractor: FeatureExtractor, *, batch_size: int = 500) -> None:
+        from torchmetrics.image.fid import FrechetInceptionDistance
+
+        _check(real, "fid real")
+        self.batch_size = batch_size
+        self.device = next(extractor.net.parameters()).device
+        self.metric = FrechetInceptionDistance(
+            feature=_Features(extractor.net),
+            input_img_size=tuple(real.shape[1:]),
+            reset_real_features=False,
+        ).to(self.device)
+        with torch.no_grad():
+            for xb in _batches(real, batch_size):
+                self.metric.update(xb.to(self.device), real=True)
+
+    @torch.no_grad()
+    def __call__(self, fake: Tensor) -> float:
+        _check(fake, "fid fake")
+        self.metric.reset()  # the fakes only: the real statistics stay
+        for xb in _batches(fake, self.batch_size):
+            self.metric.update(xb.to(self.device), real=False)
+        return float(self.metric.compute())
+
+
 def fid(real: Tensor, fake: Tensor, extractor: FeatureExtractor, *, batch_size: int = 500) -> float:
     """Fréchet distance between the Gaussians fitted to the extractor's features of `real` and of
-    `fake` (images in [0, 1], N × 1 × H × W): "FID (F-MNIST classifier features)"."""
-    from torchmetrics.image.fid import FrechetInceptionDistance
-
-    _check(real, "fid real")
-    _check(fake, "fid fake")
-    device = next(extractor.net.parameters()).device
-    metric = FrechetInceptionDistance(
-        feature=_Features(extractor.net), input_img_size=tuple(real.shape[1:])
-    ).to(device)
-    for xb in _batches(real, batch_size):
-        metric.update(xb.to(device), real=True)
-    for xb in _batches(fake, batch_size):
-        metric.update(xb.to(device), real=False)
-    return float(metric.compute())
+    `fake` (images in [0, 1], N × 1 × H × W): "FID (F-MNIST classifier features)". For many
+    sample sets against the same real images, `FIDReference` embeds the real ones once."""
+    return FIDReference(real, extractor, batch_size=batch_size)(fake)
 
 
 @torch.no_grad()

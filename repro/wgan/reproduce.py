@@ -60,7 +60,7 @@ from repro.data import available, load_dataset
 from repro.env import fork_generator, forked_global_rng, pick_device, seed_everything
 from repro.gan import NonSaturating
 from repro.record import Recorder, read_results
-from repro.sample_quality import LABEL, fid, fmnist_feature_net, inception_score
+from repro.sample_quality import LABEL, FIDReference, fid, fmnist_feature_net, inception_score
 from repro.stats import interval_metrics
 from repro.wgan import CriticSchedule, WGANClip, class_entropy, median_filter, spearman_interval
 from repro.wgan.baseline import js_estimate
@@ -114,6 +114,8 @@ rec.metric("feature_net_test_accuracy", extractor.test_accuracy, **extractor.pro
 with torch.no_grad():
     real_logits = extractor.net(real_splits[0])
 floor = rec.metric("real_fid_floor", fid(real_splits[0], x_train[:n_fid], extractor))
+ckpt_fid = FIDReference(real_ckpt, extractor)  # the checkpoints' real features, embedded once
+split_fid = [FIDReference(r, extractor) for r in real_splits]
 real_entropy = rec.metric("real_class_entropy", class_entropy(real_logits))
 print(f"{len(x_train)} training images; feature network ({LABEL}) test accuracy "
       f"{extractor.test_accuracy:.3f}, sha256 {extractor.sha256[:12]}")  # fmt: skip
@@ -167,7 +169,7 @@ for g_kind in P["generators"]:
         fids = {}
 
         def at_stop(it, G=G, fids=fids):
-            fids[it] = fid(real_ckpt, samples(G, z_ckpt), extractor)
+            fids[it] = ckpt_fid(samples(G, z_ckpt))
 
         start = time.perf_counter()
         out = train_in_segments(
@@ -271,7 +273,7 @@ for arm, a in ARMS.items():
     per_split, logits = [], []
     for k in range(splits):
         fake = samples(a["G"], gaussian_latent(n_fid, rng))
-        per_split.append(fid(real_splits[k], fake, extractor))
+        per_split.append(split_fid[k](fake))
         with torch.no_grad():
             logits.append(extractor.net(fake))
         if k == 0:

@@ -11,7 +11,13 @@ import torch
 
 from repro import ReproError
 from repro.data import ChecksumMismatch, available, load_dataset
-from repro.sample_quality import FeatureExtractor, fid, fmnist_feature_net, inception_score
+from repro.sample_quality import (
+    FeatureExtractor,
+    FIDReference,
+    fid,
+    fmnist_feature_net,
+    inception_score,
+)
 
 pytestmark = pytest.mark.skipif(
     not available("fashion_mnist", "train"), reason="Fashion-MNIST is not on this machine"
@@ -62,6 +68,9 @@ def test_fid_is_small_between_halves_of_the_data_and_large_for_noise(
     one_class = fid(a, test.x[test.y == 0][:1000], extractor)
     assert 0 <= same < one_class < noise
     assert same < 0.1 * noise
+    reference = FIDReference(a, extractor)  # the real features once, many fakes
+    assert reference(test.x[test.y == 0][:1000]) == pytest.approx(one_class, rel=1e-6)
+    assert reference(b) == pytest.approx(same, rel=1e-6)
 
 
 def test_inception_score_rewards_confident_balanced_samples(extractor: FeatureExtractor) -> None:
