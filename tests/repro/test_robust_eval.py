@@ -12,32 +12,18 @@ import torch
 from torch import Tensor, nn
 
 from repro import ReproError
-from repro.data import available, load_dataset
+from repro.data import available
 from repro.record import Recorder
 from repro.robust_eval import GAP_FLAG, Protocol, autoattack, evaluate
-from repro.train import train_classifier
-
-
-class Tiny(nn.Module):
-    def __init__(self) -> None:
-        super().__init__()
-        self.conv = nn.Conv2d(1, 8, 5, stride=2)
-        self.fc = nn.Linear(8 * 12 * 12, 10)
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.fc(torch.relu(self.conv(x)).flatten(1))
 
 
 @pytest.fixture(scope="module")
-def victim() -> tuple[nn.Module, Tensor, Tensor]:
+def victim(small_fashion_model) -> tuple[nn.Module, Tensor, Tensor]:
+    """The attack tests' shared CNN (conftest.py), and 64 held-out test images."""
     if not available("fashion_mnist", split="test"):
         pytest.skip("Fashion-MNIST is not available")
-    data = load_dataset("fashion_mnist", "test")
-    torch.manual_seed(0)
-    model = Tiny()
-    train_classifier(model, data.x[:512], data.y[:512], epochs=3, batch_size=64, lr=3e-3,
-                     generator=torch.Generator().manual_seed(0), progress=False)  # fmt: skip
-    return model.eval(), data.x[512:576].clone(), data.y[512:576].clone()
+    model, data = small_fashion_model("cnn")
+    return model, data.x[2000:2064].clone(), data.y[2000:2064].clone()
 
 
 def test_the_battery_orders_the_attacks(victim: tuple[nn.Module, Tensor, Tensor]) -> None:
