@@ -62,8 +62,13 @@ def _madry() -> nn.Module:
     return madry_cnn()
 
 
-#: name -> builder of an untrained network (the same builder for every kind).
-ARCHITECTURES = {"small_cnn": SmallCNN, "madry_cnn": _madry}
+def _small_cnn_wide() -> nn.Module:
+    return SmallCNN(width=64)
+
+
+#: name -> builder of an untrained network (the same builder for every kind). `small_cnn_wide`
+#: (twice the filters) is the larger teacher of the distillation papers (RSLAD).
+ARCHITECTURES = {"small_cnn": SmallCNN, "small_cnn_wide": _small_cnn_wide, "madry_cnn": _madry}
 
 
 @dataclass(frozen=True)

@@ -34,6 +34,7 @@ Deviations:
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -41,16 +42,29 @@ from torch import Tensor, nn
 
 from repro.train import frozen
 
-__all__ = ["MadryCNN", "attack_loss", "madry_cnn", "pgd_linf"]
+__all__ = ["LossFn", "MadryCNN", "attack_loss", "madry_cnn", "pgd_linf"]
 
 LOSSES = ("ce", "margin")
+#: A per-example attack loss `(logits, y) -> loss of shape (n,)`: a paper's own training loss
+#: attacked as its official code does (e.g. GCE's complement entropy).
+LossFn = Callable[[Tensor, Tensor], Tensor]
 
 
-def attack_loss(logits: Tensor, y: Tensor, loss: str = "ce", kappa: float = math.inf) -> Tensor:
-    """Per-example loss an attack maximises: cross-entropy, or the CW margin capped at kappa.
+def attack_loss(
+    logits: Tensor, y: Tensor, loss: str | LossFn = "ce", kappa: float = math.inf
+) -> Tensor:
+    """Per-example loss an attack maximises: cross-entropy, the CW margin capped at kappa, or a
+    callable `(logits, y) -> (n,)` losses.
 
     margin = max_{j != y} z_j - z_y is positive exactly when the example is misclassified.
     """
+    if callable(loss):
+        out = loss(logits, y)
+        if out.shape != y.shape:
+            raise ValueError(
+                f"pgd_linf: a loss callable must return one loss per example, got {tuple(out.shape)}"
+            )
+        return out
     if loss == "ce":
         return F.cross_entropy(logits, y, reduction="none")
     if loss == "margin":
@@ -81,7 +95,7 @@ def _pgd_rows(
     step_size: float,
     steps: int,
     random_start: bool,
-    loss: str,
+    loss: str | LossFn,
     kappa: float,
     generator: torch.Generator | None,
     score: bool = True,
@@ -120,7 +134,7 @@ def pgd_linf(
     steps: int,
     random_start: bool = True,
     restarts: int = 1,
-    loss: str = "ce",
+    loss: str | LossFn = "ce",
     generator: torch.Generator | None = None,
     kappa: float = math.inf,
 ) -> Tensor:
@@ -128,9 +142,9 @@ def pgd_linf(
 
     x_0 = clip_[0,1](x + U(-eps, eps)) (or x when `random_start` is False), then `steps` times
     x <- clip(x + step_size * sign(grad_x L), max(x - eps, 0), min(x + eps, 1)) with L the summed
-    `loss` ("ce" or the CW "margin", capped at `kappa`). With `restarts` R > 1 the R runs are
-    stacked on the batch dimension; per example the first misclassified restart wins, else the
-    one with the highest final loss, so more restarts are never weaker than the first one with
+    `loss` ("ce", the CW "margin" capped at `kappa`, or a per-example callable). With `restarts`
+    R > 1 the R runs are stacked on the batch dimension; per example the first misclassified
+    restart wins, else the one with the highest final loss, so more restarts are never weaker than the first one with
     the same generator. Returns a detached tensor like `x`; the model is left as it was.
     """
     if eps < 0 or step_size < 0 or steps < 0:
@@ -141,7 +155,7 @@ def pgd_linf(
         raise ValueError(f"pgd_linf: restarts must be >= 1, got {restarts}")
     if restarts > 1 and not random_start:
         raise ValueError("pgd_linf: restarts > 1 needs random_start=True (they would be identical)")
-    if loss not in LOSSES:
+    if not callable(loss) and loss not in LOSSES:
         raise ValueError(f"pgd_linf: loss must be one of {LOSSES}, got {loss!r}")
     x = x.detach()
     n = x.shape[0]

@@ -205,6 +205,17 @@ def _rp2_rows() -> list[tuple[Any, ...]]:
     ]  # fmt: skip
 
 
+def _iterative_rows() -> list[tuple[Any, ...]]:
+    from repro.iterative import bim_linf, mim_linf
+
+    return [
+        ("bim_linf_10steps", lambda m, x, y, g: bim_linf(m, x, y, eps=0.1, steps=10), 0.1),
+        ("mim_linf_10steps", lambda m, x, y, g: mim_linf(m, x, y, eps=0.1, steps=10), 0.1),
+        ("mim_linf_margin", lambda m, x, y, g: mim_linf(m, x, y, eps=0.1, steps=5, loss="margin"),
+         0.1),
+    ]  # fmt: skip
+
+
 ATTACKS: list[tuple[Any, ...]] = [
     # --- fgsm / madry_pgd (first papers) ---
     *_fgsm_rows(),
@@ -216,6 +227,7 @@ ATTACKS: list[tuple[Any, ...]] = [
     *_spatial_rt_rows(),  # spatial_rt
     *_eot_rows(),  # eot: EOT and the single-view targeted l2 attack
     *_rp2_rows(),  # rp2
+    *_iterative_rows(),  # repro.iterative: BIM, MIM (toolkit; PCL and GCE evaluate with them)
 ]
 
 

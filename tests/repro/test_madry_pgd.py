@@ -143,6 +143,21 @@ def test_margin_pgd_attacks(victim) -> None:
     assert _accuracy(model, capped, y) < _accuracy(model, x, y)
 
 
+def test_a_loss_callable_is_attacked_like_the_named_loss(victim) -> None:
+    """A paper's own loss is passed as a callable; cross-entropy as a callable gives the same
+    points as "ce" (same generator), and a callable of the wrong shape is refused."""
+    model, x, y = victim
+
+    def run(loss):
+        return pgd_linf(model, x, y, eps=0.2, step_size=0.02, steps=5, restarts=2, loss=loss,
+                        generator=torch.Generator().manual_seed(3))  # fmt: skip
+
+    ce = lambda logits, labels: F.cross_entropy(logits, labels, reduction="none")  # noqa: E731
+    assert torch.equal(run("ce"), run(ce))
+    with pytest.raises(ValueError, match="one loss per example"):
+        run(lambda logits, labels: logits.sum())
+
+
 def test_bad_arguments() -> None:
     model = nn.Sequential(nn.Flatten(), nn.Linear(4, 2))
     x, y = torch.rand(2, 1, 2, 2), torch.tensor([0, 1])
