@@ -63,6 +63,7 @@ from repro.defense_gan.models import Generator
 from repro.env import device_name, pick_device, seed_everything
 from repro.expected import read_expected
 from repro.record import Recorder
+from repro.robust_eval import Protocol, evaluate
 from repro.stats import auc_interval, interval_metrics, mean_interval, pack_bits
 
 P = scale_params("defense_gan", scale)  # CPU threads: torch's default, or `repro run --threads N`
@@ -626,6 +627,18 @@ for ds, data in DATA.items():
         auc_row(f"adaptive.{auc_id}.bpda_pgd_low_mse", proj_clean.mse, proj_low.mse, data)
         ADV[(ds, name, "bpda_pgd_low_mse")] = (x_low, proj_low)
         rec.metric(f"adaptive.{linf}.bpda_pgd_low_mse.seconds", time.perf_counter() - t1)
+
+        # The project's one robustness battery (`repro.robust_eval`, the same attacks for every
+        # robust model) on the defense through BPDA with the known starts (each forward pass is a
+        # projection, so the scale chooses a subset of the battery; the site shows which ran).
+        t1 = time.perf_counter()
+        k = int(P["battery_n"])
+        protocol = Protocol(ex.EPS, restarts=int(P["battery_restarts"]),
+                            attacks=tuple(P["battery_attacks"]), autoattack="apgd", seed=seed,
+                            batch_size=k)  # fmt: skip
+        report = evaluate(known.bpda_view(), x[:k], y[:k], protocol, desc=f"{ds} {name} battery")
+        report.record(rec, f"defense_gan_{p}_{m}", dataset=ds, L=L, R=R)
+        rec.metric(f"adaptive.{linf}.battery.seconds", time.perf_counter() - t1)
         rec.metric(f"{p}_{m}_adaptive_seconds", time.perf_counter() - t0)
 
     # What the official white-box attacker differentiated: the unrolled projection, on the

@@ -317,6 +317,11 @@ def test_smoke_reproduction_through_the_runner(project, tmp_path) -> None:
         assert 0.0 <= metrics[name] <= 1.0, name
         assert metrics[f"{name}.ci95_low"] <= metrics[name] <= metrics[f"{name}.ci95_high"]
     assert metrics["t4_fmnist_cw_d_no_defense_median_l2"] > 0.0
+    # The shared battery through BPDA (the scale's subset of it) on the same images.
+    battery = {k.split(".")[2]: v for k, v in metrics.items()
+               if k.startswith("robustness.defense_gan_fmnist_d.") and k.count(".") == 2}  # fmt: skip
+    assert {"clean", "fgsm", "pgd20", "worst"} <= set(battery)
+    assert battery["worst"] <= min(battery["fgsm"], battery["pgd20"]) <= battery["clean"]
     # Every accuracy row carries its bootstrap interval.
     rid = "t4_fmnist_fgsm_d_defgan_rec"
     assert metrics[f"{rid}.ci95_low"] <= rows[rid]["value"] <= metrics[f"{rid}.ci95_high"]

@@ -269,6 +269,14 @@ def test_smoke_reproduction_through_the_runner(project: Path, tmp_path: Path) ->
     for key in ("a_natural", "a_pgd40x1", "a_pgd100x20", "aprime_pgd40x1", "natural_pgd"):
         assert 0.0 <= metrics[f"fashion_mnist_{key}"] <= 100.0
     assert {r["verdict"] for r in summary["rows"]} <= {"not_compared", "not_run"}
+    # Network A through the shared battery: never above clean, the worst case below every attack.
+    battery = {k.split(".")[2]: v for k, v in metrics.items()
+               if k.startswith("robustness.fashion_mnist_pgd_at.") and k.count(".") == 2}  # fmt: skip
+    assert {"clean", "fgsm", "pgd20", "pgd100", "cw_pgd", "apgd_ce_t", "worst", "paper"} <= set(
+        battery
+    )
+    attacks = [v for k, v in battery.items() if k not in ("eps", "gap", "paper")]
+    assert battery["worst"] <= min(attacks) and max(attacks) <= battery["clean"]
     assert rows["t2_a_pgd20"]["reason"] == "CIFAR-10 is not available offline"
     assert rows["t1_b_fgsm"]["verdict"] == "not_run"
     if available("mnist-test-split") and not available("mnist"):
