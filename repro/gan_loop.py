@@ -32,7 +32,7 @@ from torch import Tensor, nn
 from repro import ReproError
 from repro.env import progress_bar
 
-__all__ = ["GANLoss", "GANRun", "train_gan"]
+__all__ = ["GANLoss", "GANRun", "SampleLatent", "gaussian_latent", "train_gan"]
 
 
 class GANLoss(Protocol):
@@ -72,6 +72,16 @@ class GANRun:
 
 
 SampleLatent = Callable[[int, torch.Generator], Tensor]
+
+
+def gaussian_latent(dim: int) -> SampleLatent:
+    """The prior z ~ N(0, I_dim) as a `SampleLatent`: `draw(n, rng)` on `rng`'s device (WGAN,
+    WGAN-GP, ProGAN and Defense-GAN's generator all use it, each with its own `dim`)."""
+
+    def draw(n: int, rng: torch.Generator) -> Tensor:
+        return torch.randn(n, dim, generator=rng, device=rng.device)
+
+    return draw
 
 
 def _sample_grid(

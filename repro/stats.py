@@ -52,6 +52,7 @@ __all__ = [
     "mean_interval",
     "means_interval",
     "pack_bits",
+    "t_interval",
     "unpack_bits",
 ]
 
@@ -271,3 +272,17 @@ def interval_note(
     if interval.straddles(threshold):
         text += f", interval straddles {threshold:g}"
     return text
+
+
+def t_interval(values: Sequence[float], level: float = LEVEL) -> tuple[float, float, float]:
+    """(mean, low, high): Student's t interval of the mean of a few values — seeds, FID splits —
+    where there are too few for the bootstrap of the per-image statistics above (at least 2)."""
+    from scipy.stats import t
+
+    n = len(values)
+    if n < 2:
+        raise ReproError(f"t_interval: need at least 2 values, got {n}")
+    mean = math.fsum(values) / n
+    sd = math.sqrt(math.fsum((v - mean) ** 2 for v in values) / (n - 1))
+    half = float(t.ppf(0.5 + level / 2, n - 1)) * sd / math.sqrt(n)
+    return mean, mean - half, mean + half

@@ -38,7 +38,7 @@ from torch import Tensor
 
 from repro.defense_gan.models import LATENT_DIM, Critic, Generator
 from repro.env import fork_generator
-from repro.gan_loop import train_gan
+from repro.gan_loop import gaussian_latent, train_gan
 from repro.wgan_gp import WGANGP
 
 
@@ -105,7 +105,7 @@ def train_wgan_gp(
         n_critic=critic_iters,
         opt_g=torch.optim.Adam(gen.parameters(), lr=lr, betas=betas),
         opt_d=torch.optim.Adam(critic.parameters(), lr=lr, betas=betas),
-        latent=lambda n, rng: torch.randn(n, latent_dim, generator=rng, device=rng.device),
+        latent=gaussian_latent(latent_dim),
         # batches, z and alpha: the state a checkpoint keeps
         rng=fork_generator(seed, device=device),
         config=_config(dim, latent_dim, batch_size, critic_iters, gp_weight, lr, betas),

@@ -76,6 +76,7 @@ import torch
 from torch import Tensor, nn
 
 from repro import ReproError
+from repro.gan_loop import gaussian_latent
 from repro.progan import networks
 from repro.progan.networks import Architecture, Discriminator, Generator, downscale2d, upscale2d
 from repro.wgan_gp import WGANGP
@@ -236,15 +237,6 @@ def progressive_phases(
 def fixed_phases(final: int, images: int) -> list[Phase]:
     """The non-progressive variant: the final resolution from the start, for `images` images."""
     return [Phase(final, False, images)]
-
-
-def gaussian_latent(dim: int) -> Callable[[int, torch.Generator], Tensor]:
-    """z ~ N(0, I) of size `dim`, drawn from the given generator on its device."""
-
-    def draw(n: int, rng: torch.Generator) -> Tensor:
-        return torch.randn(n, dim, generator=rng, device=rng.device)
-
-    return draw
 
 
 @torch.no_grad()

@@ -26,6 +26,7 @@ from torch import Tensor, nn
 
 from repro import ReproError
 from repro.gan_loop import GANLoss, GANRun, SampleLatent, train_gan
+from repro.gan_loop import gaussian_latent as _gaussian_latent
 
 from .models import LATENT_DIM, DCGANCritic, DCGANGenerator, MLPGenerator
 
@@ -52,9 +53,8 @@ def build_critic(*, ndf: int) -> nn.Module:
     return DCGANCritic(ndf)
 
 
-def gaussian_latent(n: int, rng: torch.Generator) -> Tensor:
-    """z ~ N(0, I_100), drawn from `rng` on its device (the code's `noise.normal_(0, 1)`)."""
-    return torch.randn(n, LATENT_DIM, generator=rng, device=rng.device)
+#: z ~ N(0, I_100), drawn from `rng` on its device (the code's `noise.normal_(0, 1)`).
+gaussian_latent = _gaussian_latent(LATENT_DIM)
 
 
 @dataclass

@@ -51,7 +51,6 @@ import numpy as np
 import pandas as pd
 import torch
 from IPython.display import display
-from scipy import stats as sps
 
 from repro import ReproError
 from repro.claims import Results, evaluate, load_claims
@@ -61,7 +60,7 @@ from repro.env import fork_generator, forked_global_rng, pick_device, seed_every
 from repro.gan import NonSaturating
 from repro.record import Recorder, read_results
 from repro.sample_quality import LABEL, FIDReference, fid, fmnist_feature_net, inception_score
-from repro.stats import interval_metrics
+from repro.stats import interval_metrics, t_interval
 from repro.wgan import CriticSchedule, WGANClip, class_entropy, median_filter, spearman_interval
 from repro.wgan.baseline import js_estimate
 from repro.wgan.experiment import (
@@ -259,14 +258,6 @@ plt.close(fig)
 
 
 # %%
-def t_interval(values, level=0.95):
-    v = np.asarray(values, dtype=np.float64)
-    if v.size < 2:
-        return float(v.mean()), float("nan"), float("nan")
-    half = sps.t.ppf(0.5 + level / 2, v.size - 1) * v.std(ddof=1) / math.sqrt(v.size)
-    return float(v.mean()), float(v.mean() - half), float(v.mean() + half)
-
-
 FINAL = {}
 for arm, a in ARMS.items():
     rng = fork_generator(seed + 2, device=dev)  # the same codes for every arm

@@ -42,6 +42,7 @@ from torch import Tensor, nn
 
 from repro import ReproError
 from repro.dcgan.models import Discriminator, Generator
+from repro.gan_loop import gaussian_latent as _gaussian_latent
 
 __all__ = [
     "ARCHITECTURES",
@@ -64,9 +65,8 @@ ARCHITECTURES = ("dcgan", "g_constant_nobn", "g_mlp", "no_norm", "tanh")
 _BASE = 4
 
 
-def gaussian_latent(n: int, rng: torch.Generator) -> Tensor:
-    """n codes z ~ N(0, I_128) drawn from `rng` on its device."""
-    return torch.randn(n, LATENT_DIM, generator=rng, device=rng.device)
+#: n codes z ~ N(0, I_128) drawn from `rng` on its device: `gaussian_latent(n, rng)`.
+gaussian_latent = _gaussian_latent(LATENT_DIM)
 
 
 def _he_init(module: nn.Module) -> None:

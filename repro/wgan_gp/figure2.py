@@ -18,7 +18,7 @@ Map:
   (`repro.gan_loop.train_gan`), batches of the code's 64, z ~ N(0, I_128) -> `train_cell`
 - "trains" or not, by sample quality: FID (F-MNIST classifier features) of the final generator
   on disjoint splits of the test set, mean and t-interval over splits -> `SplitFID`,
-  `t_interval`
+  `repro.stats.t_interval`
 
 Every cell of one architecture starts from the same generator weights (the same seed; the
 generator does not depend on the objective) and sees batches and codes from a stream seeded
@@ -27,9 +27,8 @@ alike; the critic differs only where the objective changes it (layer norm for WG
 
 from __future__ import annotations
 
-import math
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -46,7 +45,7 @@ from repro.wgan import WGANClip
 from . import PAPER, WGANGP
 from .architectures import build, gaussian_latent
 
-__all__ = ["OBJECTIVES", "Objective", "SplitFID", "objective", "t_interval", "train_cell"]
+__all__ = ["OBJECTIVES", "Objective", "SplitFID", "objective", "train_cell"]
 
 #: Figure 2's columns that are reproduced (its fourth, LSGAN, is not: README).
 OBJECTIVES = ("dcgan", "wgan", "wgan_gp")
@@ -125,19 +124,6 @@ def train_cell(
         checkpoint_every=max(iterations, 1), samples_dir=samples_dir,
         samples_every=samples_every, progress=progress, desc=f"{architecture} / {obj.label}",
     )  # fmt: skip
-
-
-def t_interval(values: Sequence[float], level: float = 0.95) -> tuple[float, float, float]:
-    """(mean, low, high): Student's t interval of the mean of `values` (at least 2)."""
-    from scipy.stats import t
-
-    n = len(values)
-    if n < 2:
-        raise ReproError(f"t_interval: need at least 2 values, got {n}")
-    mean = math.fsum(values) / n
-    sd = math.sqrt(math.fsum((v - mean) ** 2 for v in values) / (n - 1))
-    half = float(t.ppf(0.5 + level / 2, n - 1)) * sd / math.sqrt(n)
-    return mean, mean - half, mean + half
 
 
 class SplitFID:

@@ -59,9 +59,10 @@ from repro.data import load_dataset
 from repro.env import fork_generator, pick_device, seed_everything
 from repro.record import Recorder, read_results
 from repro.sample_quality import LABEL, fmnist_feature_net
+from repro.stats import t_interval
 from repro.wgan_gp.architectures import gaussian_latent
 from repro.wgan_gp.claims import TRAINS_BELOW_FID
-from repro.wgan_gp.figure2 import SplitFID, objective, t_interval, train_cell
+from repro.wgan_gp.figure2 import SplitFID, objective, train_cell
 
 SLUG = "wgan_gp"
 DS = "fashion_mnist"

@@ -21,6 +21,7 @@ from repro.config import repro_path
 from repro.dcgan.models import Discriminator, Generator
 from repro.gan import NonSaturating
 from repro.sample_quality import FeatureExtractor, FeatureNet
+from repro.stats import t_interval
 from repro.wgan import WGANClip
 from repro.wgan_gp import MNIST_CODE, PAPER, WGANGP
 from repro.wgan_gp.architectures import (
@@ -36,7 +37,7 @@ from repro.wgan_gp.architectures import (
     use_tanh,
 )
 from repro.wgan_gp.claims import TRAINS_BELOW_FID
-from repro.wgan_gp.figure2 import OBJECTIVES, SplitFID, objective, t_interval, train_cell
+from repro.wgan_gp.figure2 import OBJECTIVES, SplitFID, objective, train_cell
 
 from .conftest import smoke_run
 
