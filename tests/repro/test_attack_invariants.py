@@ -216,6 +216,20 @@ def _iterative_rows() -> list[tuple[Any, ...]]:
     ]  # fmt: skip
 
 
+def _mter_rows() -> list[tuple[Any, ...]]:
+    """MTER (Zhong & Deng, ICCV 2019): feature-level targeted FTGSM / IFTGSM toward another image of
+    the batch (the victim's logits are its embedding), the training-time exploitation, and ITGSM."""
+    from repro.mter import ftgsm, iftgsm, itgsm, vulnerability_exploitation
+
+    return [
+        ("mter_ftgsm_eps0.1", lambda m, x, y, g: ftgsm(m, x, x.roll(1, 0), eps=0.1), 0.1),
+        ("mter_iftgsm_eps0.1", lambda m, x, y, g: iftgsm(m, x, x.roll(1, 0), eps=0.1, steps=10), 0.1),
+        ("mter_exploitation_sigma0.1", lambda m, x, y, g: vulnerability_exploitation(
+            m, x, x.roll(1, 0), sigma=0.1, rounds=10, step_size=0.025), 0.1),
+        ("mter_itgsm_eps0.1", lambda m, x, y, g: itgsm(m, x, (y + 1) % 10, eps=0.1, steps=10), 0.1),
+    ]  # fmt: skip
+
+
 ATTACKS: list[tuple[Any, ...]] = [
     # --- fgsm / madry_pgd (first papers) ---
     *_fgsm_rows(),
@@ -228,6 +242,7 @@ ATTACKS: list[tuple[Any, ...]] = [
     *_eot_rows(),  # eot: EOT and the single-view targeted l2 attack
     *_rp2_rows(),  # rp2
     *_iterative_rows(),  # repro.iterative: BIM, MIM (toolkit; PCL and GCE evaluate with them)
+    *_mter_rows(),  # mter: FTGSM, IFTGSM, the exploitation, ITGSM
 ]
 
 
