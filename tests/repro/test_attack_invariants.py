@@ -230,6 +230,18 @@ def _mter_rows() -> list[tuple[Any, ...]]:
     ]  # fmt: skip
 
 
+def _gce_rows() -> list[tuple[Any, ...]]:
+    """GCE's attacks on the GCE loss (repro.gce.paper_attacks with gce_attack_loss), eps 0.1."""
+    from repro.gce import gce_attack_loss, paper_attacks
+
+    def row(attack: str) -> AttackFn:
+        return lambda m, x, y, g: paper_attacks(0.1, gce_attack_loss(), generator=g)[attack](
+            m, x, y
+        )
+
+    return [(f"gce_loss_{a}_eps0.1", row(a), 0.1) for a in ("fgsm", "bim", "pgd", "mim")]
+
+
 ATTACKS: list[tuple[Any, ...]] = [
     # --- fgsm / madry_pgd (first papers) ---
     *_fgsm_rows(),
@@ -243,6 +255,7 @@ ATTACKS: list[tuple[Any, ...]] = [
     *_rp2_rows(),  # rp2
     *_iterative_rows(),  # repro.iterative: BIM, MIM (toolkit; PCL and GCE evaluate with them)
     *_mter_rows(),  # mter: FTGSM, IFTGSM, the exploitation, ITGSM
+    *_gce_rows(),  # gce: FGSM, BIM, PGD, MIM on the GCE loss
 ]
 
 
