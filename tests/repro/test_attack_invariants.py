@@ -242,6 +242,15 @@ def _gce_rows() -> list[tuple[Any, ...]]:
     return [(f"gce_loss_{a}_eps0.1", row(a), 0.1) for a in ("fgsm", "bim", "pgd", "mim")]
 
 
+def _wong_kolter_rows() -> list[tuple[Any, ...]]:
+    """Wong & Kolter's v0.2 PGD is unclipped by design (the paper's attack); clipped here, so the
+    row checks its ball, seeding, sign and that it leaves the model as it was."""
+    from repro.wong_kolter import pgd_v02
+
+    return [("wong_kolter_pgd_v02_clamped", lambda m, x, y, g: pgd_v02(
+        m, x, y, eps=0.1, step_size=0.025, steps=10).clamp(0, 1), 0.1)]  # fmt: skip
+
+
 ATTACKS: list[tuple[Any, ...]] = [
     # --- fgsm / madry_pgd (first papers) ---
     *_fgsm_rows(),
@@ -256,6 +265,7 @@ ATTACKS: list[tuple[Any, ...]] = [
     *_iterative_rows(),  # repro.iterative: BIM, MIM (toolkit; PCL and GCE evaluate with them)
     *_mter_rows(),  # mter: FTGSM, IFTGSM, the exploitation, ITGSM
     *_gce_rows(),  # gce: FGSM, BIM, PGD, MIM on the GCE loss
+    *_wong_kolter_rows(),  # wong_kolter: the v0.2 PGD (clipped for the table)
 ]
 
 
