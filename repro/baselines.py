@@ -112,6 +112,41 @@ class BaselineSpec:
         return f"baseline-{self.kind}-{self.dataset}-{self.arch}"
 
 
+def trades_adversary(
+    model: nn.Module,
+    x: Tensor,
+    *,
+    eps: float,
+    steps: int,
+    step_size: float,
+    generator: torch.Generator | None = None,
+) -> Tensor:
+    """TRADES's inner maximisation: from x + 0.001·N(0, I) (clipped to [0, 1]), `steps` times
+    x' <- Π(x' + step_size · sign ∇ KL_sum(softmax f(x) ‖ softmax f(x'))), Π the projection onto
+    the ℓ∞ ball of radius `eps` around x and [0, 1]. No labels: the attack moves away from the
+    model's own clean prediction. One function for every method that trains on it (TRADES here,
+    LBGAT's robust model, RSLAD-style students), so that they are attacked by the same computation.
+    Returns a detached tensor like `x`; the model runs in eval mode with frozen parameters and is
+    left as it was."""
+    if eps < 0 or steps < 0 or step_size < 0:
+        raise ReproError(f"trades_adversary: eps, steps, step_size must be >= 0, got "
+                         f"{eps}, {steps}, {step_size}")  # fmt: skip
+    x = x.detach()
+    with frozen(model):
+        p_clean = F.softmax(model(x), dim=1).detach()
+        noise = torch.randn(
+            x.shape, generator=generator, device=generator.device if generator else x.device
+        )
+        x_adv = (x + 0.001 * noise.to(x.device)).clamp(0.0, 1.0)
+        for _ in range(steps):
+            x_adv.requires_grad_(True)
+            kl = F.kl_div(F.log_softmax(model(x_adv), dim=1), p_clean, reduction="sum")
+            (grad,) = torch.autograd.grad(kl, x_adv)
+            x_adv = x_adv.detach() + step_size * grad.sign()
+            x_adv = torch.min(torch.max(x_adv, x - eps), x + eps).clamp(0.0, 1.0)
+    return x_adv.detach()
+
+
 def trades_objective(
     *,
     eps: float,
@@ -123,20 +158,10 @@ def trades_objective(
     """The TRADES loss as a `train_classifier` objective (see the module docstring)."""
 
     def objective(model: nn.Module, x: Tensor, y: Tensor) -> Tensor:
-        with frozen(model):
-            p_clean = F.softmax(model(x), dim=1).detach()
-            noise = torch.randn(
-                x.shape, generator=generator, device=generator.device if generator else x.device
-            )
-            x_adv = (x + 0.001 * noise.to(x.device)).clamp(0.0, 1.0)
-            for _ in range(steps):
-                x_adv.requires_grad_(True)
-                kl = F.kl_div(F.log_softmax(model(x_adv), dim=1), p_clean, reduction="sum")
-                (grad,) = torch.autograd.grad(kl, x_adv)
-                x_adv = x_adv.detach() + step_size * grad.sign()
-                x_adv = torch.min(torch.max(x_adv, x - eps), x + eps).clamp(0.0, 1.0)
+        x_adv = trades_adversary(model, x, eps=eps, steps=steps, step_size=step_size,
+                                 generator=generator)  # fmt: skip
         logits = model(x)
-        robust = F.kl_div(F.log_softmax(model(x_adv.detach()), dim=1), F.softmax(logits, dim=1),
+        robust = F.kl_div(F.log_softmax(model(x_adv), dim=1), F.softmax(logits, dim=1),
                           reduction="batchmean")  # fmt: skip
         return F.cross_entropy(logits, y) + beta * robust
 

@@ -216,6 +216,14 @@ def _iterative_rows() -> list[tuple[Any, ...]]:
     ]  # fmt: skip
 
 
+def _trades_rows() -> list[tuple[Any, ...]]:
+    """TRADES's label-free inner maximisation (repro.baselines; the TRADES baseline and LBGAT)."""
+    from repro.baselines import trades_adversary
+
+    return [("trades_adversary_10steps", lambda m, x, y, g: trades_adversary(
+        m, x, eps=0.1, steps=10, step_size=0.025, generator=g), 0.1)]  # fmt: skip
+
+
 def _mter_rows() -> list[tuple[Any, ...]]:
     """MTER (Zhong & Deng, ICCV 2019): feature-level targeted FTGSM / IFTGSM toward another image of
     the batch (the victim's logits are its embedding), the training-time exploitation, and ITGSM."""
@@ -263,6 +271,7 @@ ATTACKS: list[tuple[Any, ...]] = [
     *_eot_rows(),  # eot: EOT and the single-view targeted l2 attack
     *_rp2_rows(),  # rp2
     *_iterative_rows(),  # repro.iterative: BIM, MIM (toolkit; PCL and GCE evaluate with them)
+    *_trades_rows(),  # repro.baselines: TRADES's inner maximisation (TRADES, LBGAT)
     *_mter_rows(),  # mter: FTGSM, IFTGSM, the exploitation, ITGSM
     *_gce_rows(),  # gce: FGSM, BIM, PGD, MIM on the GCE loss
     *_wong_kolter_rows(),  # wong_kolter: the v0.2 PGD (clipped for the table)

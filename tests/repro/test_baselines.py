@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from repro import ReproError
-from repro.baselines import BaselineSpec, SmallCNN, baseline, trades_objective
+from repro.baselines import BaselineSpec, SmallCNN, baseline, trades_adversary, trades_objective
 from repro.data import ChecksumMismatch, available, load_dataset
 from repro.madry_pgd import pgd_linf
 from repro.train import robust_accuracy
@@ -87,3 +87,56 @@ def test_cache_names_carry_the_settings() -> None:
     assert first.path != second.path and first.path.name.startswith(
         "baseline-natural-fashion_mnist"
     )
+
+
+def _batch(n: int = 8, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    return torch.rand(n, 1, 28, 28, generator=g), torch.randint(0, 10, (n,), generator=g)
+
+
+def test_trades_adversary_stays_in_the_ball_repeats_and_leaves_the_model() -> None:
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 5, stride=2), torch.nn.ReLU(),
+                                torch.nn.Flatten(), torch.nn.Linear(4 * 12 * 12, 10)).train()  # fmt: skip
+    flags = [p.requires_grad for p in model.parameters()]
+    x, _ = _batch(16)
+    x[:, :, :4] = 0.0  # pixels at the box's edge
+    x[:, :, -4:] = 1.0
+
+    def run(seed: int) -> torch.Tensor:
+        return trades_adversary(model, x, eps=0.1, steps=5, step_size=0.03,
+                                generator=torch.Generator().manual_seed(seed))  # fmt: skip
+
+    adv = run(0)
+    assert adv.shape == x.shape and not adv.requires_grad
+    assert float((adv - x).abs().max()) <= 0.1 + 1e-6
+    assert float(adv.min()) >= 0.0 and float(adv.max()) <= 1.0
+    assert torch.equal(adv, run(0)) and not torch.equal(adv, run(1))
+    assert model.training and [p.requires_grad for p in model.parameters()] == flags
+    # the ascent works: the KL from the clean prediction is far above the start's
+    with torch.no_grad():
+        p = F.softmax(model.eval()(x), dim=1)
+        kl_adv = F.kl_div(F.log_softmax(model(adv), dim=1), p, reduction="sum")
+        start = trades_adversary(model, x, eps=0.1, steps=0, step_size=0.03,
+                                 generator=torch.Generator().manual_seed(0))  # fmt: skip
+        kl_start = F.kl_div(F.log_softmax(model(start), dim=1), p, reduction="sum")
+    assert float((start - x).abs().max()) <= 0.005  # the 0.001·N(0, I) start
+    assert float(kl_adv) > 10 * float(kl_start)
+    with pytest.raises(ReproError):
+        trades_adversary(model, x, eps=-0.1, steps=1, step_size=0.01)
+
+
+def test_the_trades_loss_is_ce_plus_beta_kl_at_trades_adversarys_point() -> None:
+    """TRADES's objective, recomputed from `trades_adversary` with the same noise (LBGAT's robust
+    model is attacked by the same function)."""
+    torch.manual_seed(1)
+    net = SmallCNN(width=8)
+    x, y = _batch(8, seed=3)
+    settings = {"eps": 0.1, "steps": 4, "step_size": 0.04}
+    theirs = trades_objective(**settings, beta=6.0, generator=torch.Generator().manual_seed(5))
+    adv = trades_adversary(net, x, **settings, generator=torch.Generator().manual_seed(5))
+    logits = net(x)
+    ours = F.cross_entropy(logits, y) + 6.0 * F.kl_div(
+        F.log_softmax(net(adv), dim=1), F.softmax(logits, dim=1), reduction="batchmean"
+    )
+    assert float(theirs(net, x, y).detach()) == pytest.approx(float(ours.detach()), rel=1e-5)
