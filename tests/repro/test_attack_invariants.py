@@ -224,6 +224,23 @@ def _trades_rows() -> list[tuple[Any, ...]]:
         m, x, eps=0.1, steps=10, step_size=0.025, generator=g), 0.1)]  # fmt: skip
 
 
+def _rslad_rows() -> list[tuple[Any, ...]]:
+    """RSLAD's inner maximisation toward a confident teacher's soft labels (one-hot 0.9 + 0.01),
+    and its paper's PGD-20 evaluation attack."""
+    import torch.nn.functional as F
+
+    from repro.rslad import paper_pgd20, rslad_inner_max
+
+    def inner(m: nn.Module, x: Tensor, y: Tensor, g: torch.Generator) -> Tensor:
+        probs = F.one_hot(y, 10).float() * 0.9 + 0.01
+        return rslad_inner_max(m, x, probs, eps=0.1, step_size=0.025, steps=10)
+
+    return [
+        ("rslad_inner_max_10steps", inner, 0.1),
+        ("rslad_paper_pgd20", lambda m, x, y, g: paper_pgd20(eps=0.1, generator=g)(m, x, y), 0.1),
+    ]
+
+
 def _mter_rows() -> list[tuple[Any, ...]]:
     """MTER (Zhong & Deng, ICCV 2019): feature-level targeted FTGSM / IFTGSM toward another image of
     the batch (the victim's logits are its embedding), the training-time exploitation, and ITGSM."""
@@ -272,6 +289,7 @@ ATTACKS: list[tuple[Any, ...]] = [
     *_rp2_rows(),  # rp2
     *_iterative_rows(),  # repro.iterative: BIM, MIM (toolkit; PCL and GCE evaluate with them)
     *_trades_rows(),  # repro.baselines: TRADES's inner maximisation (TRADES, LBGAT)
+    *_rslad_rows(),  # rslad: the inner maximisation toward soft labels, the paper's PGD-20
     *_mter_rows(),  # mter: FTGSM, IFTGSM, the exploitation, ITGSM
     *_gce_rows(),  # gce: FGSM, BIM, PGD, MIM on the GCE loss
     *_wong_kolter_rows(),  # wong_kolter: the v0.2 PGD (clipped for the table)
