@@ -6,6 +6,12 @@ ran too, `robustness.<model>.gap` (its accuracy minus the worst case). This modu
 each reproduction's latest successful run at every scale into one table, in the battery's order,
 and marks a gap above `repro.robust_eval.GAP_FLAG` points as RobustBench does: the paper's
 evaluation overestimated the model.
+
+Issue 17 also asks what the robustness costs: a run that timed a model's training records
+`cost.<model>.epoch_seconds_same_batches` (every method of the run timed on the same batches in
+one process: comparable within the run) or `cost.<model>.epoch_seconds` (the epoch's time when
+the model was trained, e.g. a cached shared baseline's); the page shows the first that exists,
+and says which.
 """
 
 from __future__ import annotations
@@ -47,6 +53,7 @@ class RobustRow:
     cells: dict[str, str] = field(default_factory=dict)
     gap: str = ""
     flagged: bool = False
+    cost: str = ""
 
 
 def _cell(value: float, low: float | None, high: float | None) -> str:
@@ -66,9 +73,10 @@ def robustness_rows(
         values: dict[str, float] = {}
         for m in run.summary.get("metrics") or []:
             name, value = str(m.get("name") or ""), m.get("value")
-            if name.startswith("robustness.") and isinstance(value, int | float):
+            if name.startswith(("robustness.", "cost.")) and isinstance(value, int | float):
                 values[name] = float(value)
-        models = sorted({n.split(".")[1] for n in values if n.count(".") >= 2})
+        models = sorted({n.split(".")[1] for n in values
+                         if n.startswith("robustness.") and n.count(".") >= 2})  # fmt: skip
         for model in models:
             base = f"robustness.{model}"
             cells = {
@@ -79,11 +87,16 @@ def robustness_rows(
             if not cells:
                 continue
             gap = values.get(f"{base}.gap")
+            same = values.get(f"cost.{model}.epoch_seconds_same_batches")
+            alone = values.get(f"cost.{model}.epoch_seconds")
+            cost = (f"{fmt_number(same, 3)} (same batches)" if same is not None
+                    else f"{fmt_number(alone, 3)} (when trained)" if alone is not None else "")  # fmt: skip
             title, page = titles.get(run.slug, (run.slug, None))
             out.append(RobustRow(
                 slug=run.slug, title=title, page=page, scale=run.scale, run_id=run.id,
                 model=model, eps=fmt_number(values.get(f"{base}.eps"), 3), cells=cells,
                 gap="" if gap is None else f"{gap:+.1f}", flagged=gap is not None and gap > GAP_FLAG,
+                cost=cost,
             ))  # fmt: skip
     out.sort(key=lambda r: (r.title.casefold(), r.slug, r.scale, r.model))
     return out

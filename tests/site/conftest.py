@@ -213,6 +213,9 @@ ROBUSTNESS_METRICS = [
     {"name": "robustness.natural.eps", "value": 0.3},
     {"name": "robustness.natural.clean", "value": 99.2},
     {"name": "robustness.natural.worst", "value": 0.0},
+    {"name": "cost.pgd_at.epoch_seconds_same_batches", "value": 41.5},
+    {"name": "cost.pgd_at.epoch_seconds", "value": 60.0},
+    {"name": "cost.natural.epoch_seconds", "value": 5.25},
 ]
 
 #: each metric's unit, as a repro.toml's [metrics] declares it (sync stores it on the row)

@@ -473,6 +473,9 @@ def test_robustness_page_lines_up_every_model_under_the_same_attacks(
     assert "madry_pgd · pgd_at" in at_text and "full" in at_text
     # columns in the battery's order; the interval beside PGD-100; missing attacks are dashes
     assert "98.5 89.9 – – 88.1 [86, 90.2] – 80.7 – 80.7 +9.2" in at_text
+    assert at_text.endswith("overestimates 41.5 (same batches)")
+    # the cost column: same-batch timing first, else the epoch's time when it was trained
+    assert _plain(nat).endswith("0 – 5.25 (when trained)")
     assert flag_at and "flagged: the paper's evaluation overestimates" in at_text
     assert not flag_nat and "madry_pgd · natural" in _plain(nat) and "flagged" not in _plain(nat)
     assert '<a href="robustness.html" aria-current="page">Robustness</a>' in html
