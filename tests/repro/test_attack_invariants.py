@@ -241,6 +241,41 @@ def _rslad_rows() -> list[tuple[Any, ...]]:
     ]
 
 
+def _shaham_rt_rows() -> list[tuple[Any, ...]]:
+    """shaham_rt: the linearised inner maximum (one step) over the l_inf, l_2 and l_1 balls
+    (clipped to [0, 1], as at test time; the l_1 step moves one pixel, so its l_inf and l_2 bounds
+    are both eps)."""
+    from repro.shaham_rt import linearized_max
+
+    return [
+        ("shaham_linearized_linf", lambda m, x, y, g: linearized_max(m, x, y, norm="linf", eps=0.1), 0.1),
+        ("shaham_linearized_l2", lambda m, x, y, g: linearized_max(m, x, y, norm="l2", eps=1.0), None, 1.0),
+        ("shaham_linearized_l1", lambda m, x, y, g: linearized_max(m, x, y, norm="l1", eps=0.5), 0.5, 0.5),
+    ]  # fmt: skip
+
+
+def _sparsify_rows() -> list[tuple[Any, ...]]:
+    """sparsify: the locally linear attack, semi-white-box, and white-box with the direction
+    projected onto the top-3 % wavelet support of the image (the victim itself undefended)."""
+    from repro.sparsify import SparsifyingFrontEnd, loclin_attack
+
+    front = SparsifyingFrontEnd(0.03)
+    return [
+        ("sparsify_loclin_semi", lambda m, x, y, g: loclin_attack(m, x, y, eps=0.1), 0.1),
+        ("sparsify_loclin_white", lambda m, x, y, g: loclin_attack(
+            m, x, y, eps=0.1, front=front, proj_iters=2), 0.1),
+    ]  # fmt: skip
+
+
+def _huang_lwa_rows() -> list[tuple[Any, ...]]:
+    """Huang et al.'s closed-form l2 perturbations (Adv_Loss, Adv_Loss_Sign, Adv_Alpha) at c = 1,
+    clipped for the table (the paper's, unclipped, have l2 norm exactly c): l2 norm <= c."""
+    from repro.huang_lwa import adv_alpha, adv_loss, adv_loss_sign
+
+    return [(f"huang_lwa_{fn.__name__}_l2_c1", lambda m, x, y, g, fn=fn: fn(m, x, y, c=1.0, clip=True),
+             None, 1.0) for fn in (adv_loss, adv_loss_sign, adv_alpha)]  # fmt: skip
+
+
 def _mter_rows() -> list[tuple[Any, ...]]:
     """MTER (Zhong & Deng, ICCV 2019): feature-level targeted FTGSM / IFTGSM toward another image of
     the batch (the victim's logits are its embedding), the training-time exploitation, and ITGSM."""
@@ -290,6 +325,9 @@ ATTACKS: list[tuple[Any, ...]] = [
     *_iterative_rows(),  # repro.iterative: BIM, MIM (toolkit; PCL and GCE evaluate with them)
     *_trades_rows(),  # repro.baselines: TRADES's inner maximisation (TRADES, LBGAT)
     *_rslad_rows(),  # rslad: the inner maximisation toward soft labels, the paper's PGD-20
+    *_shaham_rt_rows(),  # shaham_rt: the linearised inner maximum, l_inf / l_2 / l_1
+    *_sparsify_rows(),  # sparsify: the locally linear attacks
+    *_huang_lwa_rows(),  # huang_lwa: Adv_Loss, Adv_Loss_Sign, Adv_Alpha (l2)
     *_mter_rows(),  # mter: FTGSM, IFTGSM, the exploitation, ITGSM
     *_gce_rows(),  # gce: FGSM, BIM, PGD, MIM on the GCE loss
     *_wong_kolter_rows(),  # wong_kolter: the v0.2 PGD (clipped for the table)
