@@ -62,9 +62,14 @@ def _shared_env(session: nox.Session) -> dict[str, str]:
 
 @nox.session
 def tests(session: nox.Session) -> None:
-    """Run the test suite (SQLite and PostgreSQL, smoke reproductions, browser tests)."""
+    """Run the test suite (SQLite and PostgreSQL, smoke reproductions, browser tests).
+
+    Without arguments: on every core the machine has (pytest-xdist `-n auto`), one test file per
+    worker at a time (`--dist loadfile`: a module's shared smoke run is made once). Each test
+    uses its own database and temporary folders, and the model cache locks its entries, so the
+    workers share nothing else. Arguments replace these (e.g. `nox -s tests -- tests/site -x`)."""
     env = _shared_env(session)
-    args = session.posargs or ["tests"]
+    args = session.posargs or ["-n", "auto", "--dist", "loadfile", "tests"]
     session.run(_bin("pytest"), *args, env=env, external=True)
 
 
