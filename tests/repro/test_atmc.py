@@ -289,5 +289,16 @@ def test_smoke_reproduction_through_the_runner(project: Path, tmp_path: Path) ->
             assert 0.0 <= metrics[f"{DS}_{method}_r0.01_{kind}"] <= 1.0
         assert metrics[f"{DS}_{method}_r0.01_ratio"] <= 0.01 + 1e-9
     assert metrics[f"{DS}_atmc8_r0.01_max_distinct_values"] <= 255
+    # DA and ATMC-8bits through the shared battery (smoke: clean, FGSM, PGD-20 and the paper's PGD)
+    for model in (f"{DS}_da", f"{DS}_atmc8"):
+        battery = {k.split(".")[2]: v for k, v in metrics.items()
+                   if k.startswith(f"robustness.{model}.") and k.count(".") == 2}  # fmt: skip
+        assert {"eps", "clean", "fgsm", "pgd20", "paper", "worst", "gap"} <= set(battery), model
+        assert battery["eps"] == pytest.approx(0.1)
+        for attack in ("clean", "fgsm", "pgd20", "paper", "worst"):
+            assert 0.0 <= battery[attack] <= 100.0, (model, attack)
+        assert battery["worst"] <= min(battery["fgsm"], battery["pgd20"]) <= battery["clean"]
+        assert battery["paper"] <= battery["clean"]
+        assert metrics[f"cost.{model}.epoch_seconds"] > 0.0
     assert len(summary["figures"]) == 2
     assert all(c["holds"] is not None for c in summary["claims"]), summary["claims"]

@@ -232,6 +232,18 @@ def test_smoke_reproduction_through_the_runner(project: Path, tmp_path: Path) ->
         assert measured["reason"].startswith("measured on mnist-test-split")
     else:
         assert rows["mnist_maxout_fgsm_error"]["reason"].startswith("no MNIST files")
+    # The shared robustness battery (repro.robust_eval) on Fashion-MNIST's natural and FGSM-AT
+    # maxout networks: smoke runs clean, FGSM, PGD-20 and the paper's FGSM, 16 images each.
+    for model in ("fashion_mnist_maxout", "fashion_mnist_maxout_at"):
+        battery = {k.split(".")[2]: v for k, v in metrics.items()
+                   if k.startswith(f"robustness.{model}.") and k.count(".") == 2}  # fmt: skip
+        assert {"clean", "fgsm", "pgd20", "worst", "paper", "eps"} <= set(battery), battery
+        assert battery["eps"] == pytest.approx(0.25)
+        accuracies = [v for k, v in battery.items() if k not in ("eps", "gap")]
+        assert all(0.0 <= v <= 100.0 for v in accuracies), battery
+        assert battery["worst"] <= min(battery[a] for a in ("fgsm", "pgd20"))
+        assert battery["worst"] <= battery["clean"] and battery["paper"] <= battery["clean"]
+        assert metrics[f"cost.{model}.epoch_seconds"] > 0.0
     assert [c["id"] for c in summary["claims"]] == [c.id for c in load_claims(repro_path("fgsm"))]
     assert all(c["holds"] is not None for c in summary["claims"]), summary["claims"]
     figure = summary["figures"][0]["path"]
