@@ -63,6 +63,8 @@ from repro.env import device_name, fork_generator, forked_global_rng, pick_devic
 from repro.expected import read_expected
 from repro.obfuscated_gradients import eot_pgd_linf
 from repro.record import Recorder, read_results
+from repro.robust_eval import Protocol
+from repro.robust_eval import evaluate as evaluate_robustness
 from repro.sap import (
     center_crop,
     fgsm_mc_grid,
@@ -187,6 +189,12 @@ for name in DATASETS:
     print(f"{name}: {len(y_tr)} training images, {len(y_te)} test images")
     DENSE[name], seconds, loss = train_dense(name, x_tr, y_tr)
     rec.metric(f"{d}_train_seconds", seconds)
+    # The Robustness page's cost column: the dense network's mean epoch (SAP-100 trains nothing of
+    # its own: its cost is this same epoch).
+    epochs = sum(int(e) for _, e in P["schedule"])
+    for model_name in ("dense", "sap100"):
+        rec.metric(f"cost.{d}_{model_name}.epoch_seconds", seconds / epochs, epochs=epochs,
+                   n_train=len(y_tr))  # fmt: skip
     rec.metric(f"{d}_train_final_loss", loss)
     rec.metric(
         f"{d}_dense_test_accuracy_all",
@@ -369,6 +377,55 @@ for name in DATASETS:
                         eot_samples=P["eot_samples"], **info)  # fmt: skip
         record_gain(f"{d}_sap100_eot_pgd_gain_lam{lam}", eot_ok, dense_ok, name, **info)
     rec.metric(f"{d}_eot_seconds", time.perf_counter() - start)
+
+
+# %% [markdown]
+# ## 5. The project's robustness battery on SAP-100 and DENSE
+#
+# `repro.robust_eval` (the same attacks for every robust model of the project; the site's
+# Robustness page reads them) on the first `robust_n` test images at the EOT-PGD grid's largest
+# $\lambda$ (8/255 on both datasets, Athalye et al.'s radius): the attacks `robust_attacks`
+# (`smoke`: clean, FGSM, PGD-20 only), AutoAttack as `robust_autoattack`. "The paper's attack"
+# is Section 4.5's iterative attack at that $\lambda$: through SAP-100 itself (`iter_mc` draws
+# per step) for SAP-100, on DENSE for DENSE.
+#
+# SAP-100 is stochastic and the battery is not adaptive to it: its attacks take one draw of the
+# pruning per gradient (no EOT), so on SAP-100 it is a lower-effort check; Section 4's EOT-PGD is
+# the adaptive evaluation. The battery judges every image by one forward pass of SAP-100, i.e. one
+# fresh draw of the pruning (not the mean softmax of `mc_output` passes of Sections 2-4, so its
+# `clean` is a single-draw accuracy), and every draw, in the attacks and in the judging, comes
+# from the battery's own SAP-100 copy, whose generator is forked from the notebook's seeded `gen`:
+# never from torch's global stream (which torchattacks reseeds), and the same seed gives the same
+# numbers.
+
+
+# %%
+def section_4_5_attack(eps, step, draws):
+    """The paper's iterative attack as the battery calls it: (model, x, y) -> adversarial x."""
+    return lambda m, xb, yb: iterative_attack(m, xb, yb, eps=eps, step=step, samples=draws)
+
+
+for name in DATASETS:
+    d = PREFIX[name]
+    x_tr, y_tr, x_te, y_te = DATA[name]
+    n_r = cut(P["robust_n"], len(y_te))
+    lam = max(P["eot_lambdas"][name])
+    eps, step = lam / 255, P["iter_step"] / 255
+    protocol = Protocol(eps, restarts=P["robust_restarts"], autoattack=P["robust_autoattack"],
+                        seed=seed, attacks=tuple(P["robust_attacks"]))  # fmt: skip
+    sap_battery = with_sap(DENSE[name], 1.0, sampler=P["sampler"],
+                           generator=fork_generator(gen, device=dev)).eval()  # fmt: skip
+    info = {"dataset": name, "lam": lam, "n_train": len(y_tr)}
+    start = time.perf_counter()
+    for model_name, model, draws in (("dense", DENSE[name], 1),
+                                     ("sap100", sap_battery, P["iter_mc"])):  # fmt: skip
+        report = evaluate_robustness(model, x_te[:n_r], y_te[:n_r], protocol,
+                                     paper_attack=section_4_5_attack(eps, step, draws),
+                                     desc=f"{name} {model_name} battery")  # fmt: skip
+        report.record(rec, f"{d}_{model_name}", paper_attack="Section 4.5 iterative",
+                      iter_mc=draws, **info)  # fmt: skip
+        display(pd.DataFrame(report.rows()).assign(model=model_name).round(2))
+    rec.metric(f"{d}_battery_seconds", time.perf_counter() - start)
 
 # %%
 res = read_results(out_dir)

@@ -372,6 +372,17 @@ def test_smoke_reproduction_through_the_runner(project: Path, tmp_path: Path) ->
                  "fmnist_sap100_iter_self_lam8", "fmnist_sap30_fgsm_lam64"):  # fmt: skip
         assert 0.0 <= metrics[name] <= 100.0
         assert metrics[f"{name}.ci95_low"] <= metrics[name] <= metrics[f"{name}.ci95_high"]
+    # DENSE and SAP-100 through the shared battery (smoke: clean, FGSM, PGD-20) with Section
+    # 4.5's iterative attack as the paper's: percentages, and the worst case never above clean.
+    for model in ("fmnist_dense", "fmnist_sap100"):
+        battery = {k.split(".")[2]: v for k, v in metrics.items()
+                   if k.startswith(f"robustness.{model}.") and k.count(".") == 2}  # fmt: skip
+        assert {"clean", "fgsm", "pgd20", "worst", "paper", "eps", "gap"} <= set(battery), model
+        assert math.isclose(battery["eps"], 8 / 255)
+        for attack in ("clean", "fgsm", "pgd20", "worst", "paper"):
+            assert 0.0 <= battery[attack] <= 100.0, (model, attack)
+        assert battery["worst"] <= min(battery["fgsm"], battery["pgd20"], battery["clean"])
+        assert metrics[f"cost.{model}.epoch_seconds"] > 0.0
     assert (result.run_dir / summary["figures"][0]["path"]).stat().st_size > 0
     assert all(c["holds"] is not None for c in summary["claims"]), summary["claims"]
 
