@@ -40,11 +40,24 @@ __all__ = [
     "error_and_confidence",
     "fgsm",
     "frozen",
+    "input_gradient",
     "maxout_network",
     "sign_noise",
     "softmax_classifier",
     "uniform_noise",
 ]
+
+
+def input_gradient(model: nn.Module, x: Tensor, y: Tensor) -> Tensor:
+    """grad_x of the summed cross-entropy CE(model(x), y), the model in eval mode with frozen
+    parameters (left as it was): the one gradient every single-step attack of the project takes
+    (FGSM here; Huang et al.'s Adv_Loss, Shaham et al.'s linearised inner maximum). Summed, not
+    averaged, so per-example gradients do not shrink with the batch. Returns a detached tensor."""
+    with frozen(model):
+        x_in = x.detach().clone().requires_grad_(True)
+        loss = F.cross_entropy(model(x_in), y, reduction="sum")
+        (grad,) = torch.autograd.grad(loss, x_in)
+    return grad.detach()
 
 
 def fgsm(
@@ -65,11 +78,7 @@ def fgsm(
     if eps < 0:
         raise ValueError(f"fgsm: eps must be >= 0, got {eps}")
     x = x.detach()
-    with frozen(model):
-        x_in = x.clone().requires_grad_(True)
-        loss = F.cross_entropy(model(x_in), y, reduction="sum")
-        (grad,) = torch.autograd.grad(loss, x_in)
-    x_adv = x + eps * grad.sign()
+    x_adv = x + eps * input_gradient(model, x, y).sign()
     if clip is not None:
         x_adv = x_adv.clamp(clip[0], clip[1])
     return x_adv.detach()

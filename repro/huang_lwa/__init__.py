@@ -62,7 +62,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from repro.fgsm import fgsm
+from repro.fgsm import fgsm, input_gradient
 from repro.train import Attack, Objective, frozen
 
 __all__ = [
@@ -141,14 +141,6 @@ def l2_direction(v: Tensor) -> Tensor:
     return v / norms.view(-1, *([1] * (v.dim() - 1)))
 
 
-def _loss_gradient(model: nn.Module, x: Tensor, y: Tensor) -> Tensor:
-    with frozen(model):
-        x_in = x.detach().clone().requires_grad_(True)
-        loss = F.cross_entropy(model(x_in), y, reduction="sum")
-        (grad,) = torch.autograd.grad(loss, x_in)
-    return grad
-
-
 def _finish(x: Tensor, r: Tensor, clip: bool) -> Tensor:
     x_adv = x.detach() + r
     return (x_adv.clamp(0.0, 1.0) if clip else x_adv).detach()
@@ -162,7 +154,7 @@ def adv_loss(model: nn.Module, x: Tensor, y: Tensor, *, c: float, clip: bool = F
     """
     if c < 0:
         raise ValueError(f"adv_loss: c must be >= 0, got {c}")
-    return _finish(x, c * l2_direction(_loss_gradient(model, x, y)), clip)
+    return _finish(x, c * l2_direction(input_gradient(model, x, y)), clip)
 
 
 def adv_loss_sign(
@@ -172,7 +164,7 @@ def adv_loss_sign(
     x + c · sign(∇ₓℓ) / ‖sign(∇ₓℓ)‖₂ (ℓ∞ size c / √(non-zero entries))."""
     if c < 0:
         raise ValueError(f"adv_loss_sign: c must be >= 0, got {c}")
-    return _finish(x, c * l2_direction(_loss_gradient(model, x, y).sign()), clip)
+    return _finish(x, c * l2_direction(input_gradient(model, x, y).sign()), clip)
 
 
 def softmax_jacobian(model: nn.Module, x: Tensor) -> tuple[Tensor, Tensor]:

@@ -25,8 +25,9 @@ Fashion-MNIST and, where only MNIST's test split is here, an 8,000 / 2,000 split
 
 Map from the paper (and the official code) to the code:
 - the linearised inner maximum, argmax_{||r||_p <= eps} <g, r>, for p in {inf, 2, 1}
-  -> `linearized_step` (on a given gradient) and `linearized_max` (an `Attack`: gradient of the
-  cross-entropy at x, then the step; "computeAdversarials.lua"'s "adversarial_fast")
+  -> `linearized_step` (on a given gradient) and `linearized_max` (an `Attack`: the gradient of the
+  cross-entropy at x by `repro.fgsm.input_gradient`, then the step; "computeAdversarials.lua"'s
+  "adversarial_fast")
 - the alternating min-max (each batch replaced by its perturbed version)
   -> `robust_adversary`, passed to `repro.train.train_classifier(adversary=..., adv_weight=1)`
 - the MNIST net of "train-mnist-robust-*-BN.lua" (spatial batch norm without affine parameters
@@ -70,14 +71,14 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from repro.deepfool import deepfool_attack
+from repro.fgsm import input_gradient
 from repro.stats import RESAMPLES, SEED, Interval
-from repro.train import Attack, frozen, predict
+from repro.train import Attack, predict
 
 __all__ = [
     "INTENSITY",
     "NORMS",
     "ShahamNet",
-    "input_gradient",
     "intensity_to_pixels",
     "linearized_max",
     "linearized_step",
@@ -129,16 +130,6 @@ def intensity_to_pixels(intensity: float, x_train: Tensor) -> float:
     units of `x_train` (e.g. [0, 1] pixels): intensity times the global pixel std of `x_train`.
     The same factor holds for every norm (the normalisation is one scalar)."""
     return float(intensity) * float(x_train.double().std())
-
-
-def input_gradient(model: nn.Module, x: Tensor, y: Tensor) -> Tensor:
-    """grad_x of the summed cross-entropy, the model in eval mode with frozen parameters (left as
-    it was). The sum's scale does not matter: every step below is scale-free in g."""
-    with frozen(model):
-        x_ = x.detach().clone().requires_grad_(True)
-        loss = F.cross_entropy(model(x_), y, reduction="sum")
-        (grad,) = torch.autograd.grad(loss, x_)
-    return grad.detach()
 
 
 def linearized_step(g: Tensor, *, norm: Norm, eps: float) -> Tensor:

@@ -16,11 +16,11 @@ from torch import nn
 
 from repro.claims import Results, evaluate, load_claims
 from repro.config import repro_path
+from repro.fgsm import input_gradient
 from repro.shaham_rt import (
     INTENSITY,
     NORMS,
     ShahamNet,
-    input_gradient,
     intensity_to_pixels,
     linearized_max,
     linearized_step,
