@@ -16,7 +16,9 @@ reported, also runs through the same battery, and the site prints them side by s
   points still classified correctly — assembled from torchattacks' implementations with the
   original's settings (torchattacks' own `AutoAttack` runs 10 iterations, not 100): an
   independent, maintained evaluator, not our code. `autoattack="apgd"` runs APGD-CE + APGD-T
-  only (for smoke scales); it is recorded as `apgd_ce_t`, never as AutoAttack;
+  only (for smoke scales); it is recorded as `apgd_ce_t`, never as AutoAttack. The class count
+  is the model's output width: APGD-T's loss needs 4 classes, so a binary task runs APGD-CE,
+  FAB-T and Square (`autoattack_parts`; the reduced version is then `apgd_ce`);
 - `worst`: per example, correct under every attack above (the robust accuracy to quote);
 - `paper`: the paper's own attack, when the caller passes it.
 
@@ -44,7 +46,15 @@ from repro import ReproError
 from repro.env import progress_bar
 from repro.train import Attack, frozen, predict
 
-__all__ = ["ATTACKS", "GAP_FLAG", "Protocol", "RobustnessReport", "autoattack", "evaluate"]
+__all__ = [
+    "ATTACKS",
+    "GAP_FLAG",
+    "Protocol",
+    "RobustnessReport",
+    "autoattack",
+    "autoattack_parts",
+    "evaluate",
+]
 
 #: The battery, in the order it runs and is printed.
 ATTACKS = ("clean", "fgsm", "pgd20", "pgd100", "cw_pgd", "autoattack")
@@ -58,6 +68,7 @@ LABELS = {
     "cw_pgd": "CW∞ (PGD-100, margin loss)",
     "autoattack": "AutoAttack (standard)",
     "apgd_ce_t": "APGD-CE + APGD-T (not the full AutoAttack)",
+    "apgd_ce": "APGD-CE (not the full AutoAttack; APGD-T needs 4 classes)",
     "worst": "worst case",
     "paper": "the paper's attack",
 }
@@ -89,28 +100,53 @@ class Protocol:
             raise ReproError("robustness protocol: restarts and batch_size must be >= 1")
 
 
+#: AutoAttack's targeted parts attack the 9 highest-ranked wrong classes (fewer when there are fewer).
+AA_TARGETS = 9
+#: APGD-T's targeted DLR loss reads the 3rd and 4th largest logits: it needs 4 classes or more.
+APGDT_MIN_CLASSES = 4
+
+
+def autoattack_parts(n_classes: int, version: str = "standard") -> tuple[str, ...]:
+    """The AutoAttack components that run on a `n_classes`-way classifier: APGD-CE, APGD-T (only
+    with at least `APGDT_MIN_CLASSES` classes: its loss is undefined below), and for "standard"
+    FAB-T and Square. A binary task therefore gets APGD-CE, FAB-T (toward the one other class) and
+    Square, which is what the original's checks advise for two classes."""
+    if n_classes < 2:
+        raise ReproError(f"AutoAttack: a classifier needs at least 2 classes, got {n_classes}")
+    parts = ["apgd-ce"] + (["apgd-t"] if n_classes >= APGDT_MIN_CLASSES else [])
+    return tuple(parts + (["fab-t", "square"] if version == "standard" else []))
+
+
 def autoattack(
     model: nn.Module, x: Tensor, y: Tensor, *, eps: float, version: str = "standard", seed: int = 0
 ) -> Tensor:
     """AutoAttack (ℓ∞) from torchattacks' components with the original's settings; see the module
-    docstring. torchattacks seeds torch's global generator, which is restored afterwards."""
+    docstring. The class count is the model's output width (`autoattack_parts` says what runs);
+    the targeted parts attack min(9, classes − 1) targets, as the original does. torchattacks
+    seeds torch's global generator, which is restored afterwards."""
     import torchattacks as ta
 
     with (
         torch.random.fork_rng(devices=[x.device] if x.device.type == "cuda" else []),
         frozen(model),
     ):
-        parts = [
-            ta.APGD(model, norm="Linf", eps=eps, steps=100, n_restarts=1, loss="ce", seed=seed),
-            ta.APGDT(model, norm="Linf", eps=eps, steps=100, n_restarts=1, n_classes=10, seed=seed),
-        ]
-        if version == "standard":
-            parts += [
-                ta.FAB(model, norm="Linf", eps=eps, steps=100, n_restarts=1, multi_targeted=True,
-                       n_classes=10, seed=seed),
-                ta.Square(model, norm="Linf", eps=eps, n_queries=5000, n_restarts=1, seed=seed),
-            ]  # fmt: skip
-        x_adv = ta.MultiAttack(parts)(x, y)
+        with torch.no_grad():
+            n_classes = int(model(x[:1]).shape[-1])
+        # torchattacks targets the n_classes - 1 highest-ranked wrong classes: cap them at 9.
+        ranked = min(n_classes, AA_TARGETS + 1)
+        make = {
+            "apgd-ce": lambda: ta.APGD(model, norm="Linf", eps=eps, steps=100, n_restarts=1,
+                                       loss="ce", seed=seed),
+            "apgd-t": lambda: ta.APGDT(model, norm="Linf", eps=eps, steps=100, n_restarts=1,
+                                       n_classes=ranked, seed=seed),
+            "fab-t": lambda: ta.FAB(model, norm="Linf", eps=eps, steps=100, n_restarts=1,
+                                    multi_targeted=True, n_classes=ranked, seed=seed),
+            "square": lambda: ta.Square(model, norm="Linf", eps=eps, n_queries=5000, n_restarts=1,
+                                        seed=seed),
+        }  # fmt: skip
+        parts = [make[name]() for name in autoattack_parts(n_classes, version)]
+        # MultiAttack wants two attacks or more (a binary task's reduced version has one)
+        x_adv = ta.MultiAttack(parts)(x, y) if len(parts) > 1 else parts[0](x, y)
     return x_adv.detach().clamp(0.0, 1.0)
 
 
@@ -144,15 +180,18 @@ class RobustnessReport:
     eps: float
     correct: dict[str, Tensor] = field(default_factory=dict)  # name -> bool (n,)
     autoattack_version: str = "standard"
+    n_classes: int = 10  # the model's output width: which AutoAttack parts ran (`autoattack_parts`)
 
     @property
     def n(self) -> int:
         return next(iter(self.correct.values())).numel() if self.correct else 0
 
     def name(self, attack: str) -> str:
-        """The recorded name (`apgd_ce_t` for the reduced AutoAttack)."""
+        """The recorded name: `apgd_ce_t` for the reduced AutoAttack (`apgd_ce` where APGD-T cannot
+        run, below `APGDT_MIN_CLASSES` classes); the standard one stays `autoattack` (its parts
+        are recorded beside it)."""
         if attack == "autoattack" and self.autoattack_version == "apgd":
-            return "apgd_ce_t"
+            return "apgd_ce_t" if self.n_classes >= APGDT_MIN_CLASSES else "apgd_ce"
         return attack
 
     def accuracy(self, attack: str) -> float:
@@ -195,9 +234,13 @@ class RobustnessReport:
         rec.metric(f"{base}.eps", self.eps, **info)
         for row in self.rows():
             name = f"{base}.{row['attack']}"
-            vector = self.correct["autoattack" if row["attack"] == "apgd_ce_t" else row["attack"]]
-            rec.metric(name, row["accuracy_pct"], correct=pack_bits(vector.cpu().numpy()),
-                       n=row["n"], **info)  # fmt: skip
+            attack = "autoattack" if row["attack"] in ("apgd_ce_t", "apgd_ce") else row["attack"]
+            extra = (
+                {"parts": list(autoattack_parts(self.n_classes, self.autoattack_version))}
+                if attack == "autoattack" else {}
+            )  # fmt: skip
+            rec.metric(name, row["accuracy_pct"], correct=pack_bits(self.correct[attack].cpu().numpy()),
+                       n=row["n"], **extra, **info)  # fmt: skip
             rec.metric(f"{name}.ci95_low", row["ci95_low"])
             rec.metric(f"{name}.ci95_high", row["ci95_high"])
         gap = self.gap()
@@ -226,7 +269,9 @@ def evaluate(
     if paper_attack is not None:
         attacks.append(("paper", paper_attack))
     clean = predict(model, x, batch_size=protocol.batch_size) == y
-    report = RobustnessReport(protocol.eps, {"clean": clean}, protocol.autoattack)
+    with frozen(model), torch.no_grad():
+        n_classes = int(model(x[:1]).shape[-1])
+    report = RobustnessReport(protocol.eps, {"clean": clean}, protocol.autoattack, n_classes)
     steps = len(attacks) * math.ceil(x.shape[0] / protocol.batch_size)
     with progress_bar(total=steps, desc=desc, enabled=progress, unit="batch") as bar:
         for name, attack in attacks:

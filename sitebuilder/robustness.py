@@ -34,6 +34,7 @@ COLUMNS = (
     ("cw_pgd", "CW∞"),
     ("autoattack", "AutoAttack"),
     ("apgd_ce_t", "APGD-CE+T"),
+    ("apgd_ce", "APGD-CE"),
     ("worst", "Worst case"),
 )
 GAP_FLAG = 5.0  # repro.robust_eval.GAP_FLAG (the site does not import torch)

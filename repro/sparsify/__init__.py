@@ -36,8 +36,6 @@ Map:
   - The binary classifier (official `two_layer_nn`: 784 -> 10 ReLU -> 1 logit, sigmoid) as two
     logits (0, z), so that softmax cross-entropy is the sigmoid loss and every attack of the
     project applies                                                     -> `BinaryMLP`
-  - For AutoAttack's targeted parts (which assume 10 classes): the two logits padded with eight
-    constant, never-predicted ones                                      -> `PaddedLogits`
 
 Deviations:
   - The network-sparsity training of the paper was not found in the official repository (it has
@@ -68,7 +66,6 @@ __all__ = [
     "BinaryMLP",
     "FrontEndClassifier",
     "L1ProjectedAdam",
-    "PaddedLogits",
     "SparsifyingFrontEnd",
     "keep_count",
     "loclin_attack",
@@ -294,23 +291,6 @@ class L1ProjectedAdam(torch.optim.Adam):
         loss = super().step(closure)
         self.project()
         return loss
-
-
-class PaddedLogits(nn.Module):
-    """The model's logits followed by `n_classes - k` constant logits far below them (detached,
-    never predicted): AutoAttack's APGD-T / FAB-T assume 10 classes, our task has 2."""
-
-    def __init__(self, model: nn.Module, n_classes: int = 10, gap: float = 1e3) -> None:
-        super().__init__()
-        self.model, self.n_classes, self.gap = model, n_classes, gap
-
-    def forward(self, x: Tensor) -> Tensor:
-        z = self.model(x)
-        extra = self.n_classes - z.shape[1]
-        if extra <= 0:
-            return z
-        low = (z.detach().amin(dim=1, keepdim=True) - self.gap).expand(-1, extra)
-        return torch.cat([z, low], dim=1)
 
 
 # --------------------------------------------------------------------------- the attacks

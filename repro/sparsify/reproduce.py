@@ -66,7 +66,6 @@ from repro.sparsify import (
     BinaryMLP,
     FrontEndClassifier,
     L1ProjectedAdam,
-    PaddedLogits,
     SparsifyingFrontEnd,
     loclin_attack,
     theorem2_ratios,
@@ -289,7 +288,7 @@ for name in [m for m in MODELS if m in P["battery_models"]]:
     paper = lambda m, x, y, bp=bp, front=front: loclin_attack(  # noqa: E731
         bp, x, y, eps=EPS, front=front, proj_iters=P["proj_iters"] if front else 0
     )
-    report = robust_evaluate(PaddedLogits(bp), x_rb, y_rb, protocol, paper_attack=paper,
+    report = robust_evaluate(bp, x_rb, y_rb, protocol, paper_attack=paper,
                              progress=False, desc=name)  # fmt: skip
     report.record(rec, name, dataset="fashion_mnist", pair=[A, B], n_train=len(y_tr))
     REPORTS[name] = report
@@ -338,6 +337,7 @@ rec.figure(fig, "fig6_accuracy_vs_eps",
 
 # Figure 2: every model through the battery
 order = ["clean", "paper", "fgsm", "pgd20", "pgd100", "cw_pgd", "autoattack", "worst"]
+order = [a for a in order if any(a in r.correct for r in REPORTS.values())]
 fig, ax = plt.subplots(figsize=(10, 3.6))
 bw = 0.8 / len(REPORTS)
 for i, (name, report) in enumerate(REPORTS.items()):

@@ -14,7 +14,7 @@ from torch import Tensor, nn
 from repro import ReproError
 from repro.data import available
 from repro.record import Recorder
-from repro.robust_eval import GAP_FLAG, Protocol, autoattack, evaluate
+from repro.robust_eval import GAP_FLAG, Protocol, autoattack, autoattack_parts, evaluate
 
 
 @pytest.fixture(scope="module")
@@ -86,6 +86,47 @@ def test_standard_autoattack_is_at_least_as_strong_as_its_first_two_parts(
     right_part = (model(part).argmax(1) == y).sum()
     assert right_full <= right_part
     assert (full - x).abs().max() <= 0.05 + 1e-6 and full.min() >= 0 and full.max() <= 1
+
+
+def test_autoattack_parts_follow_the_class_count() -> None:
+    assert autoattack_parts(10) == ("apgd-ce", "apgd-t", "fab-t", "square")
+    assert autoattack_parts(100, "apgd") == ("apgd-ce", "apgd-t")
+    assert autoattack_parts(3) == ("apgd-ce", "fab-t", "square")  # APGD-T's loss needs 4 logits
+    assert autoattack_parts(2, "apgd") == ("apgd-ce",)
+    with pytest.raises(ReproError, match="at least 2 classes"):
+        autoattack_parts(1)
+
+
+class _TwoLogits(nn.Module):
+    """A binary classifier cut from the ten-class one: its first two logits (T-shirt, trouser)."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.model(x)[:, :2]
+
+
+def test_a_binary_model_gets_the_autoattack_it_can_run(
+    victim: tuple[nn.Module, Tensor, Tensor], tmp_path: Path
+) -> None:
+    model, x, y = victim
+    keep = y < 2
+    binary, xb, yb = _TwoLogits(model), x[keep], y[keep]
+    assert len(yb) >= 4
+    adv = autoattack(binary, xb, yb, eps=0.1, version="standard")  # no 10-class assumption
+    assert (adv - xb).abs().max() <= 0.1 + 1e-6
+    right = binary(xb).argmax(1) == yb
+    assert bool(((binary(adv).argmax(1) == yb) <= right).all())  # never makes a wrong one right
+    report = evaluate(binary, xb, yb, Protocol(eps=0.1, attacks=("clean", "autoattack"),
+                      autoattack="apgd"), progress=False)  # fmt: skip
+    assert report.n_classes == 2 and report.name("autoattack") == "apgd_ce"
+    rec = Recorder(tmp_path, echo=False)
+    report.record(rec, "binary")
+    metrics = {m["name"]: m for m in json.loads(rec.path.read_text())["metrics"]}
+    assert "robustness.binary.apgd_ce_t" not in metrics
+    assert metrics["robustness.binary.apgd_ce"]["info"]["parts"] == ["apgd-ce"]
 
 
 def test_record_writes_what_the_site_reads(

@@ -19,7 +19,6 @@ from repro.sparsify import (
     BinaryMLP,
     FrontEndClassifier,
     L1ProjectedAdam,
-    PaddedLogits,
     SparsifyingFrontEnd,
     keep_count,
     loclin_attack,
@@ -176,19 +175,6 @@ def test_loclin_equals_fgsm_for_two_logits_and_stays_in_the_ball() -> None:
     clip_ok = ((inside > 0) & (inside < 1)).float()
     expected = project_onto_support(front, x[:2], g_net * clip_ok)
     assert torch.allclose(g_exact, expected, atol=1e-5)
-
-
-def test_padded_logits_keep_predictions_and_loss() -> None:
-    torch.manual_seed(0)
-    net = BinaryMLP(10).eval()
-    x = _images(8)
-    padded = PaddedLogits(net)
-    out = padded(x)
-    assert out.shape == (8, 10)
-    assert torch.equal(out.argmax(1), net(x).argmax(1))
-    y = torch.arange(8) % 2
-    ce = torch.nn.functional.cross_entropy
-    assert ce(out, y).item() == pytest.approx(ce(net(x), y).item(), abs=1e-6)
 
 
 def _results(**over: float) -> Results:
