@@ -24,6 +24,7 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
 import uuid
 from collections.abc import Iterator
@@ -39,6 +40,27 @@ DEFAULT_PG = "postgresql+psycopg://postgres@127.0.0.1:54329/postgres"
 OFF = {"none", "off", "skip", "0"}
 
 os.environ["REPRO_OFFLINE"] = "1"  # before any test module imports repro (see the docstring)
+
+
+def _share_the_cores() -> None:
+    """Under pytest-xdist, give each worker its share of the cores as its CPU thread count.
+
+    torch otherwise starts one thread per core in every worker and in every notebook kernel a
+    smoke run starts, so n workers run n x cores threads on the cores: on two cores a smoke run
+    took five times as long inside the suite as alone. The share is set through
+    `OMP_NUM_THREADS` before torch is imported (kernels inherit it); a value the caller set wins.
+    """
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT") or 1)
+    if workers < 2 or "OMP_NUM_THREADS" in os.environ:
+        return
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    share = max(1, (cores or 1) // workers)
+    os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = str(share)
+    if "torch" in sys.modules:  # a plugin imported it first: the environment is read too late
+        sys.modules["torch"].set_num_threads(share)
+
+
+_share_the_cores()
 
 
 class PgPlan(NamedTuple):
