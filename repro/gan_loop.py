@@ -30,6 +30,7 @@ import torch
 from torch import Tensor, nn
 
 from repro import ReproError
+from repro.checkpoint import load_checkpoint, save_checkpoint
 from repro.env import progress_bar
 
 __all__ = ["GANLoss", "GANRun", "SampleLatent", "gaussian_latent", "train_gan"]
@@ -152,13 +153,8 @@ def train_gan(
     critic_hist: list[float] = []
     stat_hist: list[float] = []
     path = Path(checkpoint) if checkpoint is not None else None
-    if path is not None and path.exists():
-        state = torch.load(path, map_location=device, weights_only=False)
-        if state["config"] != config:
-            raise ReproError(
-                f"{path}: checkpoint settings {state['config']} differ from {config}; "
-                "remove it or use another checkpoint path"
-            )
+    state = load_checkpoint(path, config, map_location=device) if path is not None else None
+    if state is not None:
         generator.load_state_dict(state["generator"])
         critic.load_state_dict(state["critic"])
         opt_g.load_state_dict(state["opt_g"])
@@ -171,16 +167,13 @@ def train_gan(
     def save(iteration: int) -> None:
         if path is None:
             return
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(path.suffix + ".tmp")
-        torch.save(
+        save_checkpoint(
+            path,
             {"config": config, "iteration": iteration, "generator": generator.state_dict(),
              "critic": critic.state_dict(), "opt_g": opt_g.state_dict(),
              "opt_d": opt_d.state_dict(), "rng": rng.get_state(),
              "critic_loss": critic_hist, "statistic": stat_hist},
-            tmp,
         )  # fmt: skip
-        os.replace(tmp, path)  # atomic: an interruption never leaves a half-written checkpoint
 
     fixed_z: Tensor | None = None
     grids = Path(samples_dir) if samples_dir is not None and samples_every > 0 else None

@@ -126,10 +126,9 @@ def eps_tag(eps):
 # survives the run directory and an interrupted run resumes there.
 
 # %%
-import os
-from pathlib import Path
+from repro.checkpoint import checkpoint_root
 
-ckpt_root = Path(os.environ.get("REPRO_CHECKPOINT_DIR") or Path(out_dir) / "checkpoints")
+ckpt_root = checkpoint_root(out_dir)
 DATA, GEN = {}, {}
 for ds in P["datasets"]:
     data = ex.load_data(ds, n_train=0, n_test=int(P["n_test"]), device=dev, data_dir=data_dir)
