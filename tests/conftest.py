@@ -40,6 +40,8 @@ DEFAULT_PG = "postgresql+psycopg://postgres@127.0.0.1:54329/postgres"
 OFF = {"none", "off", "skip", "0"}
 
 os.environ["REPRO_OFFLINE"] = "1"  # before any test module imports repro (see the docstring)
+# a developer's checkpoint folder must not be resumed from by the suite's runs (repro.checkpoint)
+os.environ.pop("REPRO_CHECKPOINT_DIR", None)
 
 
 def _share_the_cores() -> None:

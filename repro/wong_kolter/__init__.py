@@ -37,6 +37,8 @@ Map from the paper to the code (tests/repro/test_paper_maps.py checks every name
   FC 10) -> `mnist_model`; the CPU scales' ReLU MLP -> `mlp_model`
 - the v0.2 training scripts' epsilon warm-up (`--starting_epsilon`, linear over the first
   epochs // 2 epochs; none for Fashion-MNIST) -> `epsilon_schedule`
+- Section 3.3's robust training (Adam on the robust cross-entropy, epoch by epoch at the
+  schedule's eps; checkpointed after every epoch so that `full` survives a stop) -> `train_robust`
 - Table 1's attacks as v0.2's `examples/attacks.py` runs them: FGS, x + eps sign(grad), not
   clipped to [0, 1] -> `fgs_v02` (`repro.fgsm.fgsm` with clip=None); PGD, 100 sign steps of 0.01
   from x (no random start), projected on the eps-box only (no clip to [0, 1]) -> `pgd_v02`;
@@ -69,10 +71,12 @@ Deviations (each also in README.md, with why):
 from __future__ import annotations
 
 import math
+import os
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
@@ -86,6 +90,7 @@ __all__ = [
     "AffineMap",
     "Certificate",
     "LayerBounds",
+    "RobustTraining",
     "certify",
     "dual_objective",
     "epsilon_schedule",
@@ -102,6 +107,7 @@ __all__ = [
     "relu_relaxation",
     "robust_logits",
     "robust_loss",
+    "train_robust",
 ]
 
 GradMode = Literal["v0.2", "full"]
@@ -490,6 +496,95 @@ def epsilon_schedule(epoch: int, epochs: int, eps: float, start: float | None) -
     if start is None or half == 0 or epoch > half:
         return float(eps)
     return float(start + (epoch / half) * (eps - start))
+
+
+@dataclass
+class RobustTraining:
+    """What `train_robust` did: the mean robust loss of every epoch so far (resumed epochs
+    included), each epoch's eps and wall seconds with the device it ran on, and the epoch this
+    call started from (0 unless it resumed)."""
+
+    losses: list[float]
+    eps: list[float]
+    seconds: list[float]
+    devices: list[str]
+    resumed_from: int
+
+    @property
+    def epochs(self) -> int:
+        return len(self.losses)
+
+
+def train_robust(
+    net: nn.Module,
+    x: Tensor,
+    y: Tensor,
+    *,
+    eps: float,
+    epochs: int,
+    batch_size: int,
+    lr: float,
+    generator: torch.Generator,
+    start_eps: float | None = None,
+    grad: GradMode = "v0.2",
+    checkpoint: str | os.PathLike[str] | None = None,
+    config: dict[str, Any] | None = None,
+    stop_after: int | None = None,
+    progress: bool = False,
+    desc: str = "robust",
+) -> RobustTraining:
+    """Section 3.3's robust training as v0.2 runs it: Adam at `lr`, batch `batch_size`, each
+    epoch minimising Theorem 2's robust cross-entropy (`robust_loss`, in exact fp32) at the
+    epoch's eps (`epsilon_schedule`), through the toolkit's loop (`repro.train.train_classifier`,
+    batch order from `generator`).
+
+    With `checkpoint`, the state after every epoch (network, Adam, the batch-order generator,
+    the history) is saved there with `config` plus this function's own settings, and a call
+    with the same settings resumes from it: a stopped `full` run (20 epochs of the conv net, the
+    longest training of the project) loses at most one epoch, and ends bit for bit where an
+    uninterrupted one does (`repro.checkpoint`). `stop_after` ends this call after that many
+    epochs (an interruption on purpose, for a time-limited machine and for the tests).
+    """
+    from repro.checkpoint import load_checkpoint, save_checkpoint
+    from repro.train import train_classifier
+
+    if epochs < 0 or (stop_after is not None and stop_after < 0):
+        raise ReproError(f"{desc}: epochs {epochs} and stop_after {stop_after} must be >= 0")
+    settings = dict(config or {})
+    settings.update(eps=float(eps), epochs=int(epochs), batch_size=int(batch_size), lr=float(lr),
+                    start_eps=start_eps, grad=grad, n_train=int(x.shape[0]))  # fmt: skip
+    opt = torch.optim.Adam(net.parameters(), lr=lr)
+    done = RobustTraining([], [], [], [], resumed_from=0)
+    path = checkpoint
+    state = None if path is None else load_checkpoint(path, settings, map_location=x.device)
+    if state is not None:
+        net.load_state_dict(state["net"])
+        opt.load_state_dict(state["opt"])
+        generator.set_state(state["generator"].cpu())  # a CPU generator, wherever x is
+        done = RobustTraining(*(list(state[k]) for k in ("losses", "eps", "seconds", "devices")),
+                              resumed_from=int(state["epoch"]))  # fmt: skip
+    end = epochs if stop_after is None else min(epochs, done.epochs + stop_after)
+    for epoch in range(done.epochs, end):
+        eps_t = epsilon_schedule(epoch, epochs, eps, start_eps)
+
+        def objective(model: nn.Module, xb: Tensor, yb: Tensor, eps_t: float = eps_t) -> Tensor:
+            return robust_loss(model, eps_t, xb, yb, grad=grad)[0]
+
+        start = time.perf_counter()
+        with exact_fp32():
+            loss = train_classifier(net, x, y, epochs=1, batch_size=batch_size, lr=lr,
+                                    optimizer=opt, objective=objective, generator=generator,
+                                    progress=progress, desc=f"{desc} eps {eps_t:.3f}")  # fmt: skip
+        done.losses += loss
+        done.eps.append(eps_t)
+        done.seconds.append(time.perf_counter() - start)
+        done.devices.append(str(x.device))
+        if path is not None:
+            save_checkpoint(path, {"config": settings, "epoch": epoch + 1, "net": net.state_dict(),
+                                   "opt": opt.state_dict(), "generator": generator.get_state(),
+                                   "losses": done.losses, "eps": done.eps,
+                                   "seconds": done.seconds, "devices": done.devices})  # fmt: skip
+    return done
 
 
 # --------------------------------------------------------------------------- evaluation

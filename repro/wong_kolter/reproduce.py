@@ -56,6 +56,7 @@ import torch
 from IPython.display import display
 
 from repro import ReproError
+from repro.checkpoint import checkpoint_root
 from repro.claims import Results, evaluate, load_claims
 from repro.config import repro_path, scale_params
 from repro.data import available, load_dataset
@@ -69,7 +70,6 @@ from repro.train import train_classifier
 from repro.wong_kolter import (
     certify,
     dual_objective,
-    epsilon_schedule,
     exact_fp32,
     layer_bounds,
     lp_bound,
@@ -78,7 +78,7 @@ from repro.wong_kolter import (
     mnist_model,
     paper_errors,
     pgd_v02,
-    robust_loss,
+    train_robust,
 )
 
 SLUG = "wong_kolter"
@@ -155,10 +155,14 @@ for key, data in DATA.items():
 # in the same order: Adam at `lr`, batch `batch_size`, `epochs` epochs
 # (`repro.train.train_classifier`). The robust one minimises Theorem 2's robust cross-entropy
 # $L(-J_\epsilon(x, e_y 1^\top - I), y)$ (`robust_loss`, v0.2's gradients), one call of the loop
-# per epoch so that $\epsilon$ can follow the v0.2 warm-up (`epsilon_schedule`).
+# per epoch so that $\epsilon$ can follow the v0.2 warm-up (`epsilon_schedule`): `train_robust`.
+# With `REPRO_CHECKPOINT_DIR` set, the robust training is saved after every epoch and a stopped
+# run (a device call's time limit: `full` is the longest training of the project) resumes there
+# with the same settings, ending exactly where an uninterrupted run ends.
 
 # %%
 MODELS, CURVES, EPOCH_SECONDS = {}, {}, {}
+CKPT = checkpoint_root()  # $REPRO_CHECKPOINT_DIR, else None: a stopped run resumes from it
 for key, (x_tr, y_tr, _, _) in DATA.items():
     with forked_global_rng(gen) as init_seed:
         natural = build()
@@ -175,23 +179,21 @@ for key, (x_tr, y_tr, _, _) in DATA.items():
     EPOCH_SECONDS[(key, "natural")] = (time.perf_counter() - start) / max(1, P["epochs"])
     start_eps = P[f"start_eps_{DATASETS[key].replace('-test-split', '')}"]
     start_eps = None if start_eps == "none" else float(start_eps)
-    opt = torch.optim.Adam(robust.parameters(), lr=P["lr"])
-    order = fork_generator(order_seed)
-    rob_losses, seconds = [], []
-    for epoch in range(P["epochs"]):
-        eps_t = epsilon_schedule(epoch, P["epochs"], EPS, start_eps)
-
-        def objective(model, xb, yb, eps_t=eps_t):
-            return robust_loss(model, eps_t, xb, yb)[0]
-
-        start = time.perf_counter()
-        with exact_fp32():
-            rob_losses += train_classifier(robust, x_tr, y_tr, epochs=1, optimizer=opt,
-                                           objective=objective, generator=order,
-                                           desc=f"{key} robust eps {eps_t:.3f}", **kwargs)  # fmt: skip
-        seconds.append(time.perf_counter() - start)
-        print(f"{key} robust epoch {epoch}: eps {eps_t:.4f}, robust loss {rob_losses[-1]:.4f}, "
-              f"{seconds[-1]:.1f}s")  # fmt: skip
+    trained = train_robust(
+        robust, x_tr, y_tr, eps=EPS, epochs=P["epochs"], batch_size=P["batch_size"], lr=P["lr"],
+        generator=fork_generator(order_seed), start_eps=start_eps,
+        checkpoint=CKPT / f"wong_kolter-{key}-{MODEL_NAME}-{scale}-seed{seed}.pt" if CKPT else None,
+        config={"slug": SLUG, "dataset": DATASETS[key], "model": MODEL_NAME,
+                "init_seed": init_seed, "order_seed": order_seed},
+        desc=f"{key} robust",
+    )  # fmt: skip
+    rob_losses, seconds = trained.losses, trained.seconds
+    for epoch in range(trained.epochs):
+        print(f"{key} robust epoch {epoch}: eps {trained.eps[epoch]:.4f}, robust loss "
+              f"{rob_losses[epoch]:.4f}, {seconds[epoch]:.1f}s on {trained.devices[epoch]}"
+              + (" (resumed from the checkpoint)" if epoch < trained.resumed_from else ""))  # fmt: skip
+    rec.metric(f"{key}_robust_resumed_from_epoch", trained.resumed_from,
+               devices=sorted(set(trained.devices)))  # fmt: skip
     EPOCH_SECONDS[(key, "robust")] = sum(seconds) / len(seconds)
     for name, value in EPOCH_SECONDS.items():
         if name[0] == key:

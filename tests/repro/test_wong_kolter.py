@@ -39,6 +39,7 @@ from repro.wong_kolter import (
     relu_relaxation,
     robust_logits,
     robust_loss,
+    train_robust,
 )
 
 from .conftest import smoke_run
@@ -399,6 +400,34 @@ def test_epsilon_schedule_is_v02s() -> None:
     assert epsilon_schedule(0, 1, 0.1, 0.05) == 0.1  # epochs // 2 == 0: no warm-up
 
 
+def test_robust_training_resumes_exactly_from_its_checkpoint(tmp_path: Path) -> None:
+    x, y = _inputs(40, (10,))
+
+    def run(stop_after: int | None, checkpoint: Path | None, eps: float = 0.05):
+        net = _mlp((12, 8))
+        done = train_robust(net, x, y, eps=eps, epochs=4, batch_size=8, lr=1e-2, start_eps=0.01,
+                            generator=torch.Generator().manual_seed(3), checkpoint=checkpoint,
+                            config={"seed": 0}, stop_after=stop_after)  # fmt: skip
+        return net, done
+
+    straight_net, straight = run(None, None)
+    assert straight.eps == pytest.approx([0.01, 0.03, 0.05, 0.05])  # the warm-up of v0.2
+    assert straight.losses[-1] < straight.losses[0]  # it trains
+    path = tmp_path / "ckpt" / "robust.pt"
+    _, first = run(3, path)  # stopped after three epochs: a time limit
+    assert first.epochs == 3 and path.exists()
+    resumed_net, resumed = run(None, path)
+    assert resumed.resumed_from == 3 and resumed.epochs == 4
+    assert resumed.losses == straight.losses and resumed.eps == straight.eps
+    for (name, a), b in zip(straight_net.state_dict().items(), resumed_net.state_dict().values(),
+                            strict=True):  # fmt: skip
+        assert torch.equal(a, b), name  # bit for bit, as if never stopped
+    saved = path.read_bytes()
+    with pytest.raises(ReproError, match="differ"):  # another eps: refused, the checkpoint kept
+        run(None, path, eps=0.1)
+    assert path.read_bytes() == saved
+
+
 def test_lp_refuses_an_unknown_relaxation() -> None:
     net = _mlp((3,))
     x, y = _inputs(1, (10,))
@@ -475,6 +504,7 @@ def test_smoke_reproduction_through_the_runner(project: Path, tmp_path: Path) ->
     assert metrics["fmnist_lp_parallel_max_rel_diff"] <= 1e-5
     assert "robustness.fmnist_robust.worst" in metrics
     assert metrics["fmnist_robust_epoch_seconds"] > 0
+    assert metrics["fmnist_robust_resumed_from_epoch"] == 0  # no REPRO_CHECKPOINT_DIR: none kept
     assert (result.run_dir / summary["figures"][0]["path"]).stat().st_size > 0
     assert all(c["holds"] is not None for c in summary["claims"]), summary["claims"]
     assert math.isfinite(metrics["fmnist_robust_certified_per_second"])
