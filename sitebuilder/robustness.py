@@ -11,7 +11,8 @@ Issue 17 also asks what the robustness costs: a run that timed a model's trainin
 `cost.<model>.epoch_seconds_same_batches` (every method of the run timed on the same batches in
 one process: comparable within the run) or `cost.<model>.epoch_seconds` (the epoch's time when
 the model was trained, e.g. a cached shared baseline's); the page shows the first that exists,
-and says which.
+and says which. A robustness name that prefixes the timed one (`fashion_mnist_pcl_at` for
+`cost.pcl_at`) takes its time, the longest such name when several fit.
 """
 
 from __future__ import annotations
@@ -64,6 +65,17 @@ def _cell(value: float, low: float | None, high: float | None) -> str:
     return text
 
 
+def _cost_model(model: str, values: Mapping[str, float]) -> str:
+    """The `cost.<name>` that times `model`: its own name, else the longest recorded name that
+    ends its name after an underscore (a run that prefixes its robustness names with the dataset,
+    `fashion_mnist_pcl_at`, times the training as `pcl_at`)."""
+    timed = {n.split(".")[1] for n in values if n.startswith("cost.") and n.count(".") >= 2}
+    if model in timed:
+        return model
+    ends = [t for t in timed if model.endswith("_" + t)]
+    return max(ends, key=len) if ends else model
+
+
 def robustness_rows(
     runs: Iterable[Any], titles: Mapping[str, tuple[str, str | None]]
 ) -> list[RobustRow]:
@@ -88,8 +100,9 @@ def robustness_rows(
             if not cells:
                 continue
             gap = values.get(f"{base}.gap")
-            same = values.get(f"cost.{model}.epoch_seconds_same_batches")
-            alone = values.get(f"cost.{model}.epoch_seconds")
+            timed = _cost_model(model, values)
+            same = values.get(f"cost.{timed}.epoch_seconds_same_batches")
+            alone = values.get(f"cost.{timed}.epoch_seconds")
             cost = (f"{fmt_number(same, 3)} (same batches)" if same is not None
                     else f"{fmt_number(alone, 3)} (when trained)" if alone is not None else "")  # fmt: skip
             title, page = titles.get(run.slug, (run.slug, None))

@@ -333,9 +333,7 @@ def _build(session: Session, out: Path, runs_dir: Path, root: Path, report: Publ
         "robustness.html",
         "robustness",
         rows=catalog.robustness,
-        # only the columns some run recorded (a battery column nobody ran is noise)
-        columns=[c for c in ROBUST_COLUMNS if any(c[0] in r.cells for r in catalog.robustness)]
-        or ROBUST_COLUMNS,
+        columns=ROBUST_COLUMNS,
         gap_flag=GAP_FLAG,
     )
     page(

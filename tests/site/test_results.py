@@ -472,7 +472,7 @@ def test_robustness_page_lines_up_every_model_under_the_same_attacks(
     at_text = _plain(at)
     assert "madry_pgd · pgd_at" in at_text and "full" in at_text
     # columns in the battery's order; the interval beside PGD-100; missing attacks are dashes
-    assert "98.5 89.9 – – 88.1 [86, 90.2] – 80.7 – 80.7 +9.2" in at_text
+    assert "98.5 89.9 – – 88.1 [86, 90.2] – 80.7 – – 80.7 +9.2" in at_text
     assert at_text.endswith("overestimates 41.5 (same batches)")
     # the cost column: same-batch timing first, else the epoch's time when it was trained
     assert _plain(nat).endswith("0 – 5.25 (when trained)")
@@ -481,6 +481,26 @@ def test_robustness_page_lines_up_every_model_under_the_same_attacks(
     assert '<a href="robustness.html" aria-current="page">Robustness</a>' in html
     # the other pages link to it
     assert 'href="robustness.html"' in (out / "scoreboard.html").read_text()
+
+
+def test_a_prefixed_robustness_name_takes_its_training_time() -> None:
+    from types import SimpleNamespace
+
+    from sitebuilder.robustness import robustness_rows
+
+    metrics = [
+        {"name": "robustness.fashion_mnist_pcl_at.worst", "value": 30.0},
+        {"name": "robustness.fashion_mnist_pcl.worst", "value": 0.0},
+        {"name": "robustness.fashion_mnist_softmax.worst", "value": 0.0},
+        {"name": "cost.pcl_at.epoch_seconds_same_batches", "value": 12.5},
+        {"name": "cost.at.epoch_seconds", "value": 99.0},  # a shorter fit loses to the longest
+        {"name": "cost.pcl.epoch_seconds", "value": 3.0},
+        {"name": "cost.natural.epoch_seconds", "value": 2.0},  # fits no name: not taken
+    ]
+    run = SimpleNamespace(summary={"metrics": metrics}, slug="pcl", scale="small", id="r1")
+    cost = {r.model: r.cost for r in robustness_rows([run], {})}
+    assert cost == {"fashion_mnist_pcl_at": "12.5 (same batches)",
+                    "fashion_mnist_pcl": "3 (when trained)", "fashion_mnist_softmax": ""}  # fmt: skip
 
 
 def test_gallery_groups_figures_by_run(site: tuple[Path, PublishReport]) -> None:
