@@ -15,7 +15,10 @@ the CPU scales' MLP (`mlp_model((100, 100))`). For each, on Fashion-MNIST at eps
   (the throughput falls with the number of crossing ReLUs: a model early in training is the slow
   case);
 - the same bounds by Algorithm 1 as printed (forwards, `mode="algorithm1"`) on `--n-modes`
-  images, and the largest difference between the two modes' certified margins.
+  images, and the largest difference between the two modes' certified margins;
+- the matmul/convolution FLOPs of one robust step (torch.utils.flop_counter), per step and per
+  60,000-image epoch, and the rate this device achieved: the device-independent size of `full`,
+  from which a GPU's epoch time is bounded below (FLOPs / its peak) before any GPU has run it.
 
 Timings are wall seconds on this process's threads (`torch.get_num_threads()`, printed); on a
 shared machine run with one thread. Exit status 0: a measurement, not a test.
@@ -47,6 +50,21 @@ def _epoch(model, x, y, batch: int, objective, device) -> tuple[float, int]:
                      generator=torch.Generator().manual_seed(0), progress=False)  # fmt: skip
     _sync(device)
     return time.perf_counter() - start, (len(y) + batch - 1) // batch
+
+
+def _step_gflop(model, x, y, objective) -> float:
+    """Matmul and convolution GFLOP of one robust training step (forward and backward) on the
+    batch (x, y), counted by torch.utils.flop_counter on a copy of the model: the arithmetic a
+    device must do whatever its speed (elementwise work not counted, so a lower bound)."""
+    import copy
+
+    from torch.utils.flop_counter import FlopCounterMode
+
+    counter = FlopCounterMode(display=False)
+    clone = copy.deepcopy(model)
+    with counter:
+        objective(clone, x, y).backward()
+    return counter.get_total_flops() / 1e9
 
 
 def bench_network(name: str, args: argparse.Namespace, data) -> dict[str, Any]:
@@ -81,6 +99,7 @@ def bench_network(name: str, args: argparse.Namespace, data) -> dict[str, Any]:
         robust_s, steps = _epoch(robust, x_tr, y_tr, batch, objective, device)
         natural_s, _ = _epoch(natural, x_tr, y_tr, batch, None, device)
         per_step = robust_s / steps
+        step_gflop = _step_gflop(robust, x_tr[:batch], y_tr[:batch], objective)
         robust.eval()
         n = args.n if name != "mnist_model" else args.n_conv
         x, y = data["x_test"][:n], data["y_test"][:n]
@@ -110,6 +129,10 @@ def bench_network(name: str, args: argparse.Namespace, data) -> dict[str, Any]:
         "robust_epoch_measured_whole": timed == n_train,
         "natural_epoch_seconds": natural_s / steps * ((n_train + batch - 1) // batch),
         "robust_over_natural": robust_s / natural_s,
+        # arithmetic, device-independent: what a GPU's sustained TFLOP/s turns into an epoch time
+        "robust_step_gflop": step_gflop,
+        "robust_epoch_tflop_60k": step_gflop * (60000 // batch) / 1e3,
+        "achieved_tflops": step_gflop / per_step / 1e3,
         "certify_images": n,
         "certify_images_per_s": n / cert_s,
         "certified_pct": 100.0 * float(cert.certified.float().mean()),
@@ -160,6 +183,12 @@ def print_table(report: dict[str, Any]) -> None:
             f"{a['certify_images_per_s']:>14.2f} {a['certified_pct']:>12.1f} "
             f"{a['modes_images_per_s']['algorithm1']:>12.2f} "
             f"{a['modes_images_per_s']['dual']:>11.2f}"
+        )
+    for name, a in report["networks"].items():
+        print(
+            f"{name}: one robust step is {a['robust_step_gflop']:.1f} GFLOP of matmul/conv "
+            f"(a 60,000-image epoch {a['robust_epoch_tflop_60k']:.1f} TFLOP); achieved here "
+            f"{a['achieved_tflops'] * 1e3:.2f} GFLOP/s"
         )
     print(
         f"epoch: {report['n_train']} images (the conv net's extrapolated from its timed batches); "
