@@ -110,7 +110,7 @@ def autoattack_parts(n_classes: int, version: str = "standard") -> tuple[str, ..
     """The AutoAttack components that run on a `n_classes`-way classifier: APGD-CE, APGD-T (only
     with at least `APGDT_MIN_CLASSES` classes: its loss is undefined below), and for "standard"
     FAB-T and Square. A binary task therefore gets APGD-CE, FAB-T (toward the one other class) and
-    Square, which is what the original's checks advise for two classes."""
+    Square."""
     if n_classes < 2:
         raise ReproError(f"AutoAttack: a classifier needs at least 2 classes, got {n_classes}")
     parts = ["apgd-ce"] + (["apgd-t"] if n_classes >= APGDT_MIN_CLASSES else [])
