@@ -235,6 +235,9 @@ for ds in DATASETS:
 
     model_a, losses_a, secs = train(x_tr, y_tr, f"{ds} PGD-trained A", eps=eps)
     rec.metric(f"{ds.replace('-', '_')}_a_train_seconds", secs)
+    # the Robustness page's cost column: network A's mean PGD-training epoch (its battery name)
+    rec.metric(f"cost.{ds.replace('-', '_')}_pgd_at.epoch_seconds", secs / max(1, P["epochs"]),
+               epochs=P["epochs"], n_train=len(y_tr), device=str(dev))  # fmt: skip
     model_b, _, secs = train(x_tr, y_tr, f"{ds} PGD-trained A'", eps=eps)
     rec.metric(f"{ds.replace('-', '_')}_aprime_train_seconds", secs)
     curves[ds] = losses_a

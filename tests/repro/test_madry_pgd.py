@@ -277,6 +277,7 @@ def test_smoke_reproduction_through_the_runner(project: Path, tmp_path: Path) ->
     )
     attacks = [v for k, v in battery.items() if k not in ("eps", "gap", "paper")]
     assert battery["worst"] <= min(attacks) and max(attacks) <= battery["clean"]
+    assert metrics["cost.fashion_mnist_pgd_at.epoch_seconds"] > 0  # the Robustness page's cost
     assert rows["t2_a_pgd20"]["reason"] == "CIFAR-10 is not available offline"
     assert rows["t1_b_fgsm"]["verdict"] == "not_run"
     if available("mnist-test-split") and not available("mnist"):
