@@ -106,6 +106,12 @@ AA_TARGETS = 9
 APGDT_MIN_CLASSES = 4
 
 
+def _class_count(model: nn.Module, x: Tensor) -> int:
+    """The model's output width on one input (eval mode, no gradient): its number of classes."""
+    with frozen(model), torch.no_grad():
+        return int(model(x[:1]).shape[-1])
+
+
 def autoattack_parts(n_classes: int, version: str = "standard") -> tuple[str, ...]:
     """The AutoAttack components that run on a `n_classes`-way classifier: APGD-CE, APGD-T (only
     with at least `APGDT_MIN_CLASSES` classes: its loss is undefined below), and for "standard"
@@ -130,8 +136,7 @@ def autoattack(
         torch.random.fork_rng(devices=[x.device] if x.device.type == "cuda" else []),
         frozen(model),
     ):
-        with torch.no_grad():
-            n_classes = int(model(x[:1]).shape[-1])
+        n_classes = _class_count(model, x)
         # torchattacks targets the n_classes - 1 highest-ranked wrong classes: cap them at 9.
         ranked = min(n_classes, AA_TARGETS + 1)
         make = {
@@ -232,9 +237,8 @@ class RobustnessReport:
             raise ReproError(f"robustness: model name {model!r} must be letters, digits and _")
         base = f"robustness.{model}"
         rec.metric(f"{base}.eps", self.eps, **info)
-        for row in self.rows():
+        for attack, row in zip(self.correct, self.rows(), strict=True):  # rows() keeps the order
             name = f"{base}.{row['attack']}"
-            attack = "autoattack" if row["attack"] in ("apgd_ce_t", "apgd_ce") else row["attack"]
             extra = (
                 {"parts": list(autoattack_parts(self.n_classes, self.autoattack_version))}
                 if attack == "autoattack" else {}
@@ -269,9 +273,8 @@ def evaluate(
     if paper_attack is not None:
         attacks.append(("paper", paper_attack))
     clean = predict(model, x, batch_size=protocol.batch_size) == y
-    with frozen(model), torch.no_grad():
-        n_classes = int(model(x[:1]).shape[-1])
-    report = RobustnessReport(protocol.eps, {"clean": clean}, protocol.autoattack, n_classes)
+    report = RobustnessReport(protocol.eps, {"clean": clean}, protocol.autoattack,
+                              _class_count(model, x))  # fmt: skip
     steps = len(attacks) * math.ceil(x.shape[0] / protocol.batch_size)
     with progress_bar(total=steps, desc=desc, enabled=progress, unit="batch") as bar:
         for name, attack in attacks:

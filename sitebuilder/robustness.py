@@ -65,11 +65,10 @@ def _cell(value: float, low: float | None, high: float | None) -> str:
     return text
 
 
-def _cost_model(model: str, values: Mapping[str, float]) -> str:
+def _cost_model(model: str, timed: set[str]) -> str:
     """The `cost.<name>` that times `model`: its own name, else the longest recorded name that
     ends its name after an underscore (a run that prefixes its robustness names with the dataset,
     `fashion_mnist_pcl_at`, times the training as `pcl_at`)."""
-    timed = {n.split(".")[1] for n in values if n.startswith("cost.") and n.count(".") >= 2}
     if model in timed:
         return model
     ends = [t for t in timed if model.endswith("_" + t)]
@@ -90,6 +89,7 @@ def robustness_rows(
                 values[name] = float(value)
         models = sorted({n.split(".")[1] for n in values
                          if n.startswith("robustness.") and n.count(".") >= 2})  # fmt: skip
+        timed = {n.split(".")[1] for n in values if n.startswith("cost.") and n.count(".") >= 2}
         for model in models:
             base = f"robustness.{model}"
             cells = {
@@ -100,9 +100,9 @@ def robustness_rows(
             if not cells:
                 continue
             gap = values.get(f"{base}.gap")
-            timed = _cost_model(model, values)
-            same = values.get(f"cost.{timed}.epoch_seconds_same_batches")
-            alone = values.get(f"cost.{timed}.epoch_seconds")
+            cost_name = _cost_model(model, timed)
+            same = values.get(f"cost.{cost_name}.epoch_seconds_same_batches")
+            alone = values.get(f"cost.{cost_name}.epoch_seconds")
             cost = (f"{fmt_number(same, 3)} (same batches)" if same is not None
                     else f"{fmt_number(alone, 3)} (when trained)" if alone is not None else "")  # fmt: skip
             title, page = titles.get(run.slug, (run.slug, None))

@@ -555,14 +555,14 @@ def train_robust(
                     start_eps=start_eps, grad=grad, n_train=int(x.shape[0]))  # fmt: skip
     opt = torch.optim.Adam(net.parameters(), lr=lr)
     done = RobustTraining([], [], [], [], resumed_from=0)
-    path = checkpoint
-    state = None if path is None else load_checkpoint(path, settings, map_location=x.device)
+    state = None if checkpoint is None else load_checkpoint(checkpoint, settings,
+                                                            map_location=x.device)  # fmt: skip
     if state is not None:
         net.load_state_dict(state["net"])
         opt.load_state_dict(state["opt"])
         generator.set_state(state["generator"].cpu())  # a CPU generator, wherever x is
-        done = RobustTraining(*(list(state[k]) for k in ("losses", "eps", "seconds", "devices")),
-                              resumed_from=int(state["epoch"]))  # fmt: skip
+        history = [list(state[k]) for k in ("losses", "eps", "seconds", "devices")]
+        done = RobustTraining(*history, resumed_from=len(history[0]))
     end = epochs if stop_after is None else min(epochs, done.epochs + stop_after)
     for epoch in range(done.epochs, end):
         eps_t = epsilon_schedule(epoch, epochs, eps, start_eps)
@@ -579,11 +579,11 @@ def train_robust(
         done.eps.append(eps_t)
         done.seconds.append(time.perf_counter() - start)
         done.devices.append(str(x.device))
-        if path is not None:
-            save_checkpoint(path, {"config": settings, "epoch": epoch + 1, "net": net.state_dict(),
-                                   "opt": opt.state_dict(), "generator": generator.get_state(),
-                                   "losses": done.losses, "eps": done.eps,
-                                   "seconds": done.seconds, "devices": done.devices})  # fmt: skip
+        if checkpoint is not None:  # the epochs done are the history's length
+            save_checkpoint(checkpoint, {"config": settings, "net": net.state_dict(),
+                                         "opt": opt.state_dict(), "generator": generator.get_state(),
+                                         "losses": done.losses, "eps": done.eps,
+                                         "seconds": done.seconds, "devices": done.devices})  # fmt: skip
     return done
 
 
